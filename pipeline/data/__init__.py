@@ -1,0 +1,1 @@
+"""Dataset sources, readers and splits."""

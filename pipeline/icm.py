@@ -1,0 +1,144 @@
+"""Competitive training of independent mechanisms, on tensors and modules only.
+
+One step (`icm_step`):
+1. every expert maps the transformed batch, without a graph;
+2. D scores all expert outputs and the canonical batch in one pass, with a graph for D only;
+   the same logits are the experts' scores and D's BCE loss (exact: D is unchanged until step 3);
+3. D is updated (canonical -> 1, every expert output -> 0);
+4. each sample gets a winner (argmax of D's score, or capacity-limited greedy);
+5. each winning sample is run again, with a graph, through its own expert only, and the
+   winners are updated to raise log D(E(x)); experts that won nothing get no gradient and
+   are skipped by the optimiser.
+"""
+from __future__ import annotations
+
+import dataclasses as dc
+import math
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.models.discriminator import Discriminator
+from pipeline.models.experts import ExpertBank
+
+
+def assign_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """The paper's rule: each sample goes to the expert D scores highest. scores: (B, N')."""
+    return scores.argmax(dim=1)
+
+
+def capacity(batch: int, num_experts: int, factor: float) -> int:
+    return max(1, math.ceil(factor * batch / num_experts))
+
+
+def assign_capacity(scores: torch.Tensor, cap: int) -> torch.Tensor:
+    """Greedy by score, each expert taking at most `cap` samples; a full expert passes the sample
+    on to the sample's next-best expert (MoE-style load balancing)."""
+    b, n = scores.shape
+    if cap * n < b:
+        raise ValueError(f"capacity {cap} x {n} experts cannot hold {b} samples")
+    owner = [-1] * b
+    load = [0] * n
+    left = b
+    for flat in torch.argsort(scores.flatten(), descending=True, stable=True).tolist():
+        i, j = divmod(flat, n)
+        if owner[i] < 0 and load[j] < cap:
+            owner[i], load[j], left = j, load[j] + 1, left - 1
+            if not left:
+                break
+    return torch.tensor(owner, device=scores.device)
+
+
+@dc.dataclass
+class StepStats:
+    d_loss: float
+    wins: list[int]          # samples won per expert
+    loss: list[float]        # per expert: mean -log D(E(x)) over its won samples (nan if none)
+    score: list[float]       # per expert: mean D(E(x)) (probability) over its won samples (nan if none)
+
+
+def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer,
+             opt_d: torch.optim.Optimizer, x_canon: torch.Tensor, x_trans: torch.Tensor,
+             assignment: str, cap: int) -> StepStats:
+    b, n = x_trans.shape[0], bank.n
+    with torch.no_grad():
+        outs = bank.forward_all(x_trans)                        # (B, N', C, H, W)
+    logits = disc(torch.cat([x_canon, outs.flatten(0, 1)]))
+    real, fake = logits[: x_canon.shape[0]], logits[x_canon.shape[0]:]
+    d_loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+              + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+
+    scores = fake.detach().view(b, n)
+    owner = assign_argmax(scores) if assignment == "argmax" else assign_capacity(scores, cap)
+    y = bank.forward_assigned(x_trans, owner)
+    per_sample = F.softplus(-disc(y))                            # -log D(E_owner(x))
+    opt_e.zero_grad(set_to_none=True)
+    params = [p for p in bank.parameters() if p.requires_grad]
+    torch.autograd.backward(per_sample.sum() / b, inputs=params)
+    wins = torch.bincount(owner, minlength=n)
+    for i in (wins == 0).nonzero(as_tuple=True)[0].tolist():    # losers: no update at all
+        for p in bank.expert_params(i):
+            p.grad = None
+    opt_e.step()
+
+    with torch.no_grad():
+        w = wins.clamp(min=1).float()
+        loss = torch.zeros(n).index_add_(0, owner.cpu(), per_sample.detach().cpu()) / w.cpu()
+        prob = torch.zeros(n).index_add_(0, owner.cpu(), torch.exp(-per_sample.detach()).cpu()) / w.cpu()
+        empty = (wins == 0).cpu()
+        loss[empty], prob[empty] = float("nan"), float("nan")
+    return StepStats(d_loss.item(), wins.tolist(), loss.tolist(), prob.tolist())
+
+
+@torch.no_grad()
+def winners(bank: ExpertBank, disc: Discriminator, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evaluation: argmax winner per sample and its output, in chunks. Returns (owner, output)."""
+    owners, outputs = [], []
+    for chunk in x.split(batch_size):
+        outs = bank.forward_all(chunk)
+        scores = disc(outs.flatten(0, 1)).view(chunk.shape[0], bank.n)
+        owner = scores.argmax(1)
+        owners.append(owner)
+        outputs.append(outs[torch.arange(chunk.shape[0], device=x.device), owner])
+    return torch.cat(owners), torch.cat(outputs)
+
+
+def pretrain_identity(experts: list[torch.nn.Module], x: torch.Tensor, lr: float, batch_size: int,
+                      threshold: float, max_iterations: int, generator: torch.Generator,
+                      log=None) -> int:
+    """Train each module with MSE to reproduce its random batches of `x`, all in one loop with one
+    optimiser, until the mean of the last 10 batch losses of every module is below `threshold`
+    (or `max_iterations`). Returns the iterations used."""
+    params = [p for e in experts for p in e.parameters()]
+    opt = torch.optim.Adam(params, lr=lr)
+    history: list[list[float]] = []
+    for it in range(1, max_iterations + 1):
+        opt.zero_grad(set_to_none=True)
+        losses = []
+        for e in experts:
+            idx = torch.randint(len(x), (batch_size,), generator=generator).to(x.device)
+            losses.append(F.mse_loss(e(x[idx]), x[idx]))
+        torch.stack(losses).sum().backward()
+        opt.step()
+        history.append([v.item() for v in losses])
+        recent = torch.tensor(history[-10:]).mean(0)
+        if log is not None:
+            log(it, history[-1])
+        if it >= 10 and bool((recent < threshold).all()):
+            return it
+    return max_iterations
+
+
+def perturbed_copies(source: torch.nn.Module, bank: ExpertBank, scale: float, generator: torch.Generator) -> None:
+    """Load `source`'s weights into every expert, then add noise of relative size `scale` to each
+    weight tensor so that the identical experts can break symmetry."""
+    state = source.state_dict()
+    for e in bank.experts:
+        e.load_state_dict(state)
+        with torch.no_grad():
+            for p in e.parameters():
+                noise = torch.randn(p.shape, generator=generator).to(p.device)
+                p.add_(noise * scale * p.detach().std(correction=0).clamp(min=1e-3))

@@ -1,0 +1,95 @@
+"""The competitive training loop: steps, periodic specialisation checks, per-step curves and
+resumable state. Works on tensors and modules; the caller saves checkpoints and outputs."""
+from __future__ import annotations
+
+import dataclasses as dc
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from pipeline import icm, metrics
+from pipeline.config import Train
+from pipeline.models.discriminator import Discriminator
+from pipeline.models.experts import ExpertBank
+
+
+@dc.dataclass
+class State:
+    bank: ExpertBank
+    disc: Discriminator
+    opt_e: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    generator: torch.Generator
+    iteration: int = 0
+    seconds: float = 0.0                 # training wall-clock so far (checks excluded)
+    curves: dict = dc.field(default_factory=lambda: defaultdict(list))
+    specialized_at: tuple[int, float] | None = None   # (iteration, training seconds)
+
+    def state_dict(self) -> dict:
+        return {"bank": self.bank.state_dict(), "disc": self.disc.state_dict(),
+                "opt_e": self.opt_e.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "generator": self.generator.get_state(), "iteration": self.iteration,
+                "seconds": self.seconds, "curves": dict(self.curves), "specialized_at": self.specialized_at}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.bank.load_state_dict(d["bank"])
+        self.disc.load_state_dict(d["disc"])
+        self.opt_e.load_state_dict(d["opt_e"])
+        self.opt_d.load_state_dict(d["opt_d"])
+        self.generator.set_state(d["generator"])
+        self.iteration, self.seconds = d["iteration"], d["seconds"]
+        self.curves = defaultdict(list, d["curves"])
+        self.specialized_at = d["specialized_at"]
+
+
+def new_state(bank: ExpertBank, disc: Discriminator, cfg: Train, seed: int) -> State:
+    opt_e = torch.optim.Adam(bank.parameters(), lr=cfg.lr_experts)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_discriminator)
+    return State(bank, disc, opt_e, opt_d, torch.Generator().manual_seed(seed))
+
+
+def check(state: State, x: torch.Tensor, mech: np.ndarray, n_mech: int, threshold: float, batch_size: int):
+    """Assignment of a held-out transformed batch under the plain argmax rule."""
+    owner, _ = icm.winners(state.bank, state.disc, x, batch_size)
+    m = metrics.assignment_matrix(mech, owner.cpu().numpy(), n_mech, state.bank.n)
+    return m, metrics.specialized(m, threshold)
+
+
+def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: torch.Tensor,
+          mech_check: np.ndarray, n_mech: int, cfg: Train, on_checkpoint=None, log=None) -> State:
+    """Run from state.iteration to cfg.iterations; records curves and the first specialised check."""
+    cap = icm.capacity(cfg.batch_size, state.bank.n, cfg.capacity_factor)
+    dev = x_trans.device
+    c = state.curves
+    while state.iteration < cfg.iterations:
+        it = state.iteration + 1
+        start = time.perf_counter()
+        ic = torch.randint(len(x_canon), (cfg.batch_size,), generator=state.generator).to(dev)
+        itr = torch.randint(len(x_trans), (cfg.batch_size,), generator=state.generator).to(dev)
+        s = icm.icm_step(state.bank, state.disc, state.opt_e, state.opt_d, x_canon[ic], x_trans[itr],
+                         cfg.assignment, cap)
+        state.seconds += time.perf_counter() - start
+        state.iteration = it
+        c["d_loss"].append((it, s.d_loss))
+        for i in range(state.bank.n):
+            c[f"wins/expert_{i}"].append((it, s.wins[i]))
+            if s.wins[i]:
+                c[f"loss/expert_{i}"].append((it, s.loss[i]))
+                c[f"score/expert_{i}"].append((it, s.score[i]))
+        if it % cfg.check_every == 0 or it == cfg.iterations:
+            m, ok = check(state, x_check, mech_check, n_mech, cfg.purity_threshold, 256)
+            pur = metrics.purity(m)
+            c["specialization/distinct_winners"].append((it, metrics.distinct_winners(m)))
+            c["specialization/purity_mean"].append((it, float(np.nanmean(pur))))
+            c["specialization/purity_min"].append((it, float(np.nanmin(pur))))
+            if ok and state.specialized_at is None:
+                state.specialized_at = (it, state.seconds)
+            if log:
+                log(f"train: iteration {it}/{cfg.iterations} {state.seconds:.0f} s "
+                    f"d_loss {s.d_loss:.3f} distinct {metrics.distinct_winners(m)}/{n_mech} "
+                    f"purity mean {np.nanmean(pur):.2f} min {np.nanmin(pur):.2f}" + (" specialised" if ok else ""))
+        if on_checkpoint and (it % cfg.checkpoint_every == 0 or it == cfg.iterations):
+            on_checkpoint(state)
+    return state

@@ -1,0 +1,1 @@
+"""Networks: the expert bank, the discriminator and the evaluator classifier."""

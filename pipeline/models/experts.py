@@ -1,0 +1,114 @@
+"""Experts E_i and the bank that runs N' of them, in a per-expert or a batched form.
+
+Expert (the paper's): 4 x [conv 3x3, BatchNorm, ELU] + conv 3x3 to the image channels + sigmoid.
+
+BatchNorm uses batch statistics while the experts are pretrained to the identity, and is frozen
+(running statistics, a fixed affine map) in the competitive phase. That makes every expert a
+per-sample function, so (a) scoring all experts without a graph and recomputing only each
+expert's winning samples with a graph is exact, and (b) the batched form can pack a different
+set of samples into each expert's group.
+
+Both forms read the same per-expert modules, so they share weights and optimiser state:
+- per-expert: a Python loop of ordinary convolutions (fastest on a CPU, where FLOPs bound);
+- batched: one grouped convolution per layer for all experts (fastest on a GPU, where kernel
+  launches bound); the dispatched op count is flat in N'.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Expert(nn.Module):
+    def __init__(self, channels: int, width: int, depth: int = 4):
+        super().__init__()
+        chans = [channels] + [width] * depth
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans, chans[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(depth))
+        self.out = nn.Conv2d(width, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.elu(norm(conv(x)))
+        return torch.sigmoid(self.out(x))
+
+
+def _cat(mods, name: str) -> torch.Tensor:
+    return torch.cat([getattr(m, name) for m in mods])
+
+
+class ExpertBank(nn.Module):
+    def __init__(self, num_experts: int, channels: int, width: int, batched: bool):
+        super().__init__()
+        self.experts = nn.ModuleList(Expert(channels, width) for _ in range(num_experts))
+        self.batched = batched
+
+    @property
+    def n(self) -> int:
+        return len(self.experts)
+
+    def freeze_norm_stats(self) -> None:
+        """Competitive phase: BatchNorm as a fixed per-channel affine map (see module doc)."""
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+
+    def forward_all(self, x: torch.Tensor) -> torch.Tensor:
+        """Every expert on every sample: (B, C, H, W) -> (B, N', C, H, W)."""
+        if self.batched:
+            b, c, h, w = x.shape
+            return self._grouped(x.repeat(1, self.n, 1, 1)).view(b, self.n, c, h, w)
+        return torch.stack([e(x) for e in self.experts], dim=1)
+
+    def forward_assigned(self, x: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+        """Each sample through its own expert `owner[i]` only: (B, C, H, W) -> (B, C, H, W).
+
+        Requires frozen norm statistics (per-sample experts); used for the winners' graph pass.
+        """
+        if not self.batched:
+            out = torch.empty_like(x)
+            for i, e in enumerate(self.experts):
+                idx = (owner == i).nonzero(as_tuple=True)[0]
+                if len(idx):
+                    out = out.index_put((idx,), e(x[idx]))
+            return out
+        # Pack each expert's samples into its own channel group, padding groups to the largest.
+        b, c, h, w = x.shape
+        order = torch.argsort(owner, stable=True)
+        counts = torch.bincount(owner, minlength=self.n)
+        starts = torch.cumsum(counts, 0) - counts
+        sorted_owner = owner[order]
+        rank = torch.arange(b, device=x.device) - starts[sorted_owner]
+        cap = int(counts.max())
+        slots = x.new_zeros(cap, self.n, c, h, w)
+        slots = slots.index_put((rank, sorted_owner), x[order])
+        y = self._grouped(slots.view(cap, self.n * c, h, w)).view(cap, self.n, c, h, w)
+        return torch.empty_like(x).index_put((order,), y[rank, sorted_owner])
+
+    def _grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """All experts as grouped convolutions over a (B, N'*C, H, W) input."""
+        ex, g = self.experts, self.n
+        for layer in range(len(ex[0].convs)):
+            convs = [e.convs[layer] for e in ex]
+            norms = [e.norms[layer] for e in ex]
+            x = F.conv2d(x, _cat(convs, "weight"), _cat(convs, "bias"), padding=1, groups=g)
+            training = norms[0].training
+            if training:  # batch statistics per expert channel; running stats are not tracked here
+                x = F.batch_norm(x, None, None, _cat(norms, "weight"), _cat(norms, "bias"), True, 0.0,
+                                 norms[0].eps)
+            else:
+                x = F.batch_norm(x, _cat(norms, "running_mean"), _cat(norms, "running_var"),
+                                 _cat(norms, "weight"), _cat(norms, "bias"), False, 0.0, norms[0].eps)
+            x = F.elu(x)
+        outs = [e.out for e in ex]
+        return torch.sigmoid(F.conv2d(x, _cat(outs, "weight"), _cat(outs, "bias"), padding=1, groups=g))
+
+    def expert_params(self, i: int) -> list[nn.Parameter]:
+        return list(self.experts[i].parameters())
+
+
+def use_batched(setting: str, device) -> bool:
+    """`auto`: the batched form on accelerators (launch-bound), the per-expert loop on CPU
+    (FLOP-bound; grouped convolutions measured ~0.6x the loop there, see bench/experts.py)."""
+    return device.type != "cpu" if setting == "auto" else setting == "true"

@@ -1,0 +1,50 @@
+"""pretrain: initialise the experts to approximately the identity on the transformed data."""
+import time
+
+import torch
+
+from pipeline import config, icm
+from pipeline.io import load_torch, save_curves, save_torch
+from pipeline.models.experts import Expert, ExpertBank
+from pipeline.paths import Paths
+from pipeline.runtime import images_to, log, main, setup
+
+
+@main
+def run(dataset: str) -> None:
+    cfg = config.load()
+    ds = cfg.dataset(dataset)
+    e, p = ds.experts, ds.pretrain
+    device = setup(cfg.seed, cfg.device)
+    paths = Paths(dataset)
+    x = images_to(load_torch(paths.prepared / "tensors.pt")["train_transformed"], device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    bank = ExpertBank(e.num_experts, x.shape[1], e.channels, batched=False)
+    curve = []
+
+    def progress(it, losses):
+        curve.append((it, sum(losses) / len(losses)))
+        if it % 25 == 0:
+            log(f"pretrain: iteration {it} mse {curve[-1][1]:.5f}")
+
+    start = time.perf_counter()
+    if p.shared:  # one identity expert, copied to all and perturbed: N' times less work
+        source = Expert(x.shape[1], e.channels).to(device, memory_format=torch.channels_last)
+        its = icm.pretrain_identity([source], x, p.lr, p.batch_size, p.mse_threshold, p.max_iterations,
+                                    gen, progress)
+        icm.perturbed_copies(source, bank, p.perturb, gen)
+    else:
+        bank.to(device, memory_format=torch.channels_last)
+        its = icm.pretrain_identity(list(bank.experts), x, p.lr, p.batch_size, p.mse_threshold,
+                                    p.max_iterations, gen, progress)
+    seconds = time.perf_counter() - start
+    reached = curve[-1][1] < p.mse_threshold
+    log(f"pretrain: {its} iterations, {seconds:.1f} s, mse {curve[-1][1]:.5f}"
+        + ("" if reached else f" (cap reached before mse {p.mse_threshold})"))
+    save_curves(paths.plots / "pretrain", {"mse": curve})
+    save_torch({"bank": bank.cpu().state_dict(), "iterations": its, "seconds": seconds,
+                "mse": curve[-1][1]}, paths.models / "pretrained.pt")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,56 @@
+"""report: figures under reports/figures/<ds>/ and the markdown report reports/<ds>.md."""
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import config, metrics, report
+from pipeline.io import atomic_path, load_json, load_torch, save_text
+from pipeline.paths import Paths
+from pipeline.runtime import log, main, setup
+from pipeline.stages.evaluate import load_models
+
+VARIANTS = "reports/variants/{dataset}.md"   # written by bench/variants.py, embedded when present
+
+
+def read_curves(directory) -> dict:
+    return {str(p.relative_to(directory).with_suffix("")): pd.read_csv(p, sep="\t").to_numpy().tolist()
+            for p in sorted(directory.rglob("*.tsv"))}
+
+
+@main
+def run(dataset: str) -> None:
+    cfg = config.load()
+    ds = cfg.dataset(dataset)
+    device = setup(cfg.seed, "cpu")
+    paths = Paths(dataset)
+    t = load_torch(paths.prepared / "tensors.pt")
+    names = t["mechanisms"]
+    result = load_json(paths.metrics)
+    assign = pd.read_csv(paths.plots / "assignment.csv")
+    matrix = metrics.assignment_matrix(assign["mechanism"].map(names.index).to_numpy(),
+                                       assign["expert"].to_numpy(), len(names), ds.experts.num_experts)
+    # One held-out sample per mechanism (the first of each), through every expert.
+    mech = t["test_transformed_mech"].numpy()
+    rows = [int(np.flatnonzero(mech == j)[0]) for j in range(len(names)) if (mech == j).any()]
+    bank, disc = load_models(paths, ds.experts, *t["test_transformed"].shape[1::2], device)
+    x = t["test_transformed"][rows]
+    with torch.no_grad():
+        outs = bank.forward_all(x)
+        win = disc(outs.flatten(0, 1)).view(len(rows), bank.n).argmax(1)
+
+    with atomic_path(paths.figures, is_dir=True) as tmp:
+        report.curves_figure(read_curves(paths.plots / "train"), bank.n, tmp / "curves.png")
+        report.heatmap_figure(matrix, names, tmp / "assignment.png", "held-out test: mechanism x winner")
+        report.sample_grid_figure(t["test_transformed_clean"][rows].numpy(), x.numpy(), outs.numpy(),
+                                  win.numpy(), [names[mech[r]] for r in rows], tmp / "samples.png")
+    rel = paths.figures.relative_to(paths.report.parent)
+    figs = {"training curves": f"{rel}/curves.png", "assignment heatmap": f"{rel}/assignment.png",
+            "samples (winner framed red)": f"{rel}/samples.png"}
+    variants = paths.root / VARIANTS.format(dataset=dataset)
+    extra = variants.read_text() if variants.exists() else ""
+    save_text(report.markdown(f"ICM on {dataset}", result, figs, extra), paths.report)
+    log(f"report: {paths.report} and {len(figs)} figures in {paths.figures}")
+
+
+if __name__ == "__main__":
+    run()

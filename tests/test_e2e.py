@@ -1,0 +1,80 @@
+"""The one end-to-end test: `dvc repro` in a temporary copy of the repo with shrunk params."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, with_overrides
+
+TINY = {
+    "mnist.classifier.epochs": 1,
+    "mnist.experts.num_experts": 3,
+    "mnist.experts.channels": 8,
+    "mnist.pretrain.max_iterations": 5,
+    "mnist.train.iterations": 8,
+    "mnist.train.check_every": 4,
+    "mnist.train.checkpoint_every": 4,
+    "mnist.train.check_size": 50,
+    "mnist.data.mechanisms": ["up", "invert", "noise"],
+}
+
+
+def dvc(cwd, *args):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    r = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, params):
+    root = tmp_path_factory.mktemp("repo")
+    for item in ("pipeline", "dvc.yaml", ".dvcignore"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / item)
+    (root / ".dvc").mkdir()
+    shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
+    (root / "params.yaml").write_text(yaml.safe_dump(with_overrides(params, TINY)))
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    return root
+
+
+def test_repro_follows_the_metrics_contract_and_reruns_only_what_changed(repo):
+    out = dvc(repo, "repro")
+    m = json.loads((repo / "reports/metrics/mnist.json").read_text())
+    for section, fields in {
+        "classifier": {"acc_clean": float, "acc_transformed": float, "acc_experts": float},
+        "specialization": {"n_mechanisms": int, "n_experts": int, "distinct_winners": int,
+                           "purity_mean": float, "purity_min": float},
+        "train": {"iterations": int, "seconds": float, "iters_per_second": float},
+    }.items():
+        for key, tp in fields.items():
+            assert isinstance(m[section][key], tp), (section, key, m[section][key])
+    for key in ("iterations_to_specialize", "seconds_to_specialize"):
+        assert m["train"][key] is None or isinstance(m["train"][key], (int, float))
+    assert all(0 <= m["classifier"][k] <= 1 for k in m["classifier"])
+    assert m["specialization"]["n_mechanisms"] == 3 and m["specialization"]["n_experts"] == 3
+    assert 0 <= m["specialization"]["distinct_winners"] <= 3
+    assert m["train"]["iterations"] == 8
+    for fig in ("curves.png", "assignment.png", "samples.png"):
+        assert (repo / "reports/figures/mnist" / fig).stat().st_size > 1000
+    assert "![training curves](figures/mnist/curves.png)" in (repo / "reports/mnist.md").read_text()
+    assert (repo / "reports/plots/mnist/train/loss").is_dir()
+    assert (repo / "models/mnist/checkpoints/train.pt").exists()
+    assert "Running stage 'train@mnist'" in out
+
+    start = time.perf_counter()
+    assert "Running stage" not in dvc(repo, "repro")       # no-op: nothing changed
+    assert time.perf_counter() - start < 30
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump(with_overrides(params, {"mnist.train.lr_experts": 0.002})))
+    out = dvc(repo, "repro")
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train@mnist", "evaluate@mnist", "report@mnist"}

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from pipeline.models.experts import ExpertBank, use_batched
+
+
+def twin_banks(n, channels=1):
+    torch.manual_seed(0)
+    loop = ExpertBank(n, channels, 8, batched=False)
+    batched = ExpertBank(n, channels, 8, batched=True)
+    batched.load_state_dict(loop.state_dict())
+    # Distinct, non-trivial norm statistics per expert.
+    for bank in (loop, batched):
+        g = torch.Generator().manual_seed(1)
+        for mod in bank.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.copy_(torch.randn(mod.num_features, generator=g) * 0.1)
+                mod.running_var.copy_(torch.rand(mod.num_features, generator=g) + 0.5)
+    return loop, batched
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_batched_forward_all_matches_per_expert_modules(frozen, channels):
+    loop, batched = twin_banks(4, channels)
+    if frozen:
+        loop.freeze_norm_stats()
+        batched.freeze_norm_stats()
+    x = torch.rand(6, channels, 12, 12)
+    a, b = loop.forward_all(x), batched.forward_all(x)
+    assert a.shape == (6, 4, channels, 12, 12)
+    assert torch.allclose(a, b, atol=1e-5)
+    for i, e in enumerate(loop.experts):
+        assert torch.allclose(a[:, i], e(x), atol=1e-6)
+
+
+def test_batched_forward_assigned_matches_and_gives_the_same_gradients():
+    loop, batched = twin_banks(3)
+    loop.freeze_norm_stats()
+    batched.freeze_norm_stats()
+    x = torch.rand(7, 1, 10, 10)
+    owner = torch.tensor([2, 0, 2, 2, 1, 0, 2])
+    ya, yb = loop.forward_assigned(x, owner), batched.forward_assigned(x, owner)
+    assert torch.allclose(ya, yb, atol=1e-5)
+    for i in range(7):  # each sample went through its own expert only
+        assert torch.allclose(ya[i], loop.experts[owner[i]](x[i:i + 1])[0], atol=1e-6)
+    (ya ** 2).sum().backward()
+    (yb ** 2).sum().backward()
+    for pa, pb in zip(loop.parameters(), batched.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-4)
+
+
+def test_forward_assigned_leaves_experts_without_samples_out_of_the_graph():
+    loop, _ = twin_banks(3)
+    loop.freeze_norm_stats()
+    y = loop.forward_assigned(torch.rand(4, 1, 8, 8), torch.tensor([0, 0, 2, 2]))
+    y.sum().backward()
+    assert all(p.grad is None for p in loop.experts[1].parameters())
+    assert all(p.grad is not None for p in loop.experts[0].parameters())
+
+
+def test_auto_form_is_per_expert_on_cpu_and_batched_on_gpu():
+    assert use_batched("auto", torch.device("cpu")) is False
+    assert use_batched("auto", torch.device("cuda")) is True
+    assert use_batched("true", torch.device("cpu")) is True
+    assert use_batched("false", torch.device("cuda")) is False

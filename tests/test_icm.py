@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+
+from pipeline import icm, loop
+from pipeline.models.discriminator import Discriminator
+from pipeline.models.experts import ExpertBank
+
+
+def test_argmax_picks_the_highest_score():
+    scores = torch.tensor([[0.1, 0.9, 0.3], [2.0, -1.0, 1.0]])
+    assert icm.assign_argmax(scores).tolist() == [1, 0]
+
+
+def test_capacity_passes_overflow_to_the_next_best_expert():
+    # Every sample prefers expert 0; capacity 2 forces the rest to their second choice.
+    scores = torch.tensor([[9.0, 1.0, 0.0], [8.0, 0.0, 1.0], [7.0, 2.0, 0.0], [6.0, 0.0, 3.0]])
+    assert icm.assign_capacity(scores, 2).tolist() == [0, 0, 1, 2]
+
+
+def test_capacity_never_exceeded_and_every_sample_assigned():
+    scores = torch.randn(32, 10, generator=torch.Generator().manual_seed(0))
+    cap = icm.capacity(32, 10, 1.5)
+    owner = icm.assign_capacity(scores, cap)
+    assert cap == 5 and (owner >= 0).all() and torch.bincount(owner).max() <= cap
+
+
+def test_capacity_too_small_is_refused():
+    with pytest.raises(ValueError):
+        icm.assign_capacity(torch.zeros(10, 2), 4)
+
+
+def make(n=3, seed=0):
+    torch.manual_seed(seed)
+    bank = ExpertBank(n, 1, 8, batched=False)
+    bank.freeze_norm_stats()
+    disc = Discriminator(1, 12, widths=(4, 8, 8), hidden=16)
+    return bank, disc
+
+
+def test_step_updates_only_the_winners():
+    bank, disc = make(3)
+    # Make expert 2 useless (outputs constant 0.5) so it never wins against the others under argmax.
+    x_trans = torch.rand(8, 1, 12, 12)
+    before = [[p.detach().clone() for p in e.parameters()] for e in bank.experts]
+    d_before = [p.detach().clone() for p in disc.parameters()]
+    opt_e = torch.optim.Adam(bank.parameters(), lr=1e-2)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=1e-2)
+    with torch.no_grad():
+        scores = disc(bank.forward_all(x_trans).flatten(0, 1)).view(8, 3)
+    expected_winners = set(scores.argmax(1).tolist())
+    s = icm.icm_step(bank, disc, opt_e, opt_d, torch.rand(8, 1, 12, 12), x_trans, "argmax", 8)
+    assert set(np.flatnonzero(s.wins).tolist()) == expected_winners
+    for i, e in enumerate(bank.experts):
+        changed = any(not torch.equal(a, b) for a, b in zip(before[i], e.parameters()))
+        assert changed == (i in expected_winners), i
+        if i not in expected_winners:
+            assert all(p.grad is None for p in e.parameters())   # losers: zero gradient, no step
+            assert np.isnan(s.loss[i]) and s.wins[i] == 0
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, disc.parameters()))
+    assert sum(s.wins) == 8
+
+
+def test_loser_gets_exactly_zero_gradient_even_in_batched_form():
+    bank, disc = make(3)
+    bank.batched = True
+    owner = torch.tensor([0, 0, 1, 1])
+    y = bank.forward_assigned(torch.rand(4, 1, 12, 12), owner)
+    torch.nn.functional.softplus(-disc(y)).sum().backward()
+    assert all(float(p.grad.abs().sum()) == 0 for p in bank.experts[2].parameters())
+    assert any(float(p.grad.abs().sum()) > 0 for p in bank.experts[0].parameters())
+
+
+def test_pretraining_reaches_an_identity_and_stops_at_the_threshold():
+    torch.manual_seed(0)
+    bank = ExpertBank(2, 1, 8, batched=False)
+    x = torch.rand(64, 1, 8, 8)
+    its = icm.pretrain_identity(list(bank.experts), x, 1e-2, 16, 0.01, 400, torch.Generator().manual_seed(0))
+    assert its < 400
+    with torch.no_grad():
+        assert all(torch.nn.functional.mse_loss(e(x), x) < 0.02 for e in bank.experts)
+
+
+def test_perturbed_copies_are_close_but_distinct():
+    torch.manual_seed(0)
+    src = ExpertBank(1, 1, 8, batched=False).experts[0]
+    bank = ExpertBank(3, 1, 8, batched=False)
+    icm.perturbed_copies(src, bank, 0.01, torch.Generator().manual_seed(0))
+    w = [e.convs[1].weight for e in bank.experts]
+    assert not torch.equal(w[0], w[1])
+    assert torch.allclose(w[0], src.convs[1].weight, atol=0.05 * src.convs[1].weight.abs().max().item())
+
+
+def test_training_is_deterministic_and_resumes_exactly(cfg):
+    tc = type(cfg.mnist.train)(**{**cfg.mnist.train.__dict__, "iterations": 6, "check_every": 3,
+                                  "checkpoint_every": 3, "batch_size": 8})
+    g = torch.Generator().manual_seed(0)
+    xc, xt = torch.rand(40, 1, 12, 12, generator=g), torch.rand(40, 1, 12, 12, generator=g)
+    mech = np.arange(40) % 2
+
+    def fresh():
+        bank, disc = make(3)
+        return loop.new_state(bank, disc, tc, 0)
+
+    a = loop.train(fresh(), xc, xt, xt, mech, 2, tc)
+    b = loop.train(fresh(), xc, xt, xt, mech, 2, tc)
+    saved = []
+    c = loop.train(fresh(), xc, xt, xt, mech, 2, tc, on_checkpoint=lambda s: saved.append(
+        __import__("copy").deepcopy(s.state_dict())) if s.iteration == 3 else None)
+    resumed = fresh()
+    resumed.load_state_dict(saved[0])
+    assert resumed.iteration == 3
+    d = loop.train(resumed, xc, xt, xt, mech, 2, tc)
+    for other in (b, c, d):
+        for p, q in zip(a.bank.parameters(), other.bank.parameters()):
+            assert torch.equal(p, q)
+        assert [v for _, v in a.curves["d_loss"]] == [v for _, v in other.curves["d_loss"]]

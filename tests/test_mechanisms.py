@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from pipeline import mechanisms as m
+
+
+def strength(seed=0):
+    return m.Strength(shift=1, noise_std=0.5, generator=torch.Generator().manual_seed(seed))
+
+
+def tiny():
+    x = torch.zeros(1, 1, 3, 3)
+    x[0, 0, 1, 1] = 1.0  # one bright pixel in the centre
+    return x
+
+
+@pytest.mark.parametrize("name,pos", [
+    ("up", (0, 1)), ("down", (2, 1)), ("left", (1, 0)), ("right", (1, 2)),
+    ("up_left", (0, 0)), ("up_right", (0, 2)), ("down_left", (2, 0)), ("down_right", (2, 2)),
+])
+def test_translation_moves_the_pixel_and_fills_with_zero(name, pos):
+    y = m.MECHANISMS[name](tiny(), strength())
+    expected = torch.zeros(1, 1, 3, 3)
+    expected[0, 0, pos[0], pos[1]] = 1.0
+    assert torch.equal(y, expected)
+
+
+def test_translation_drops_content_pushed_off_the_edge():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    y = m.translate(x, 0, 2)
+    assert torch.equal(y[0, 0, :, :2], torch.zeros(4, 2))
+    assert torch.equal(y[0, 0, :, 2:], x[0, 0, :, :2])
+
+
+def test_invert_is_one_minus_x():
+    x = torch.tensor([[[[0.0, 0.25], [0.5, 1.0]]]])
+    assert torch.equal(m.MECHANISMS["invert"](x, strength()), torch.tensor([[[[1.0, 0.75], [0.5, 0.0]]]]))
+
+
+def test_noise_is_gaussian_with_the_given_std_then_clipped():
+    x = torch.full((1, 1, 200, 200), 0.5)
+    y = m.MECHANISMS["noise"](x, strength())
+    assert y.min() >= 0 and y.max() <= 1
+    assert 0.0 in y and 1.0 in y                      # clipping happened (std 0.5 around 0.5)
+    raw = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)) * 0.5
+    assert torch.allclose(y, (0.5 + raw).clamp(0, 1))  # exactly x + N(0, std^2), clipped
+
+
+def test_noise_is_reproducible_from_the_generator():
+    x = torch.rand(2, 1, 5, 5)
+    assert torch.equal(m.MECHANISMS["noise"](x, strength(3)), m.MECHANISMS["noise"](x, strength(3)))
+
+
+def test_apply_routes_each_image_to_its_mechanism():
+    x = tiny().repeat(3, 1, 1, 1)
+    y = m.apply(("up", "invert", "right"), x, torch.tensor([2, 0, 1]), strength())
+    assert torch.equal(y[0], m.translate(x[:1], 0, 1)[0])
+    assert torch.equal(y[1], m.translate(x[:1], -1, 0)[0])
+    assert torch.equal(y[2], 1 - x[2])
