@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.models.discriminator import Discriminator
-from pipeline.models.experts import ExpertBank
+from pipeline.models.experts import Expert, ExpertBank
 
 
 def assign_argmax(scores: torch.Tensor) -> torch.Tensor:
@@ -130,6 +130,24 @@ def pretrain_identity(experts: list[torch.nn.Module], x: torch.Tensor, lr: float
         if it >= 10 and bool((recent < threshold).all()):
             return it
     return max_iterations
+
+
+def pretrained_bank(num_experts: int, channels: int, width: int, shared: bool, perturb: float,
+                    x: torch.Tensor, lr: float, batch_size: int, threshold: float, max_iterations: int,
+                    generator: torch.Generator, log=None) -> tuple[ExpertBank, int]:
+    """A bank of experts initialised to approximately the identity on `x` (on x's device).
+
+    shared: pretrain one expert and give every expert a perturbed copy (N' times less work);
+    otherwise pretrain every expert on its own random batches. Returns (bank, iterations)."""
+    fmt = torch.channels_last
+    bank = ExpertBank(num_experts, channels, width, batched=False).to(x.device, memory_format=fmt)
+    if shared:
+        source = Expert(channels, width).to(x.device, memory_format=fmt)
+        its = pretrain_identity([source], x, lr, batch_size, threshold, max_iterations, generator, log)
+        perturbed_copies(source, bank, perturb, generator)
+    else:
+        its = pretrain_identity(list(bank.experts), x, lr, batch_size, threshold, max_iterations, generator, log)
+    return bank, its
 
 
 def perturbed_copies(source: torch.nn.Module, bank: ExpertBank, scale: float, generator: torch.Generator) -> None:

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from pipeline import icm, metrics
-from pipeline.config import Train
+from pipeline.config import Experts, Train
 from pipeline.models.discriminator import Discriminator
-from pipeline.models.experts import ExpertBank
+from pipeline.models.experts import ExpertBank, use_batched
 
 
 @dc.dataclass
@@ -42,6 +42,18 @@ class State:
         self.iteration, self.seconds = d["iteration"], d["seconds"]
         self.curves = defaultdict(list, d["curves"])
         self.specialized_at = d["specialized_at"]
+
+
+def start(bank_state: dict, experts: Experts, cfg: Train, channels: int, size: int, device, seed: int) -> State:
+    """Fresh training state from pretrained expert weights: the bank (frozen norm statistics, the
+    form `experts.batched` picks for `device`), a new discriminator, and their optimisers."""
+    bank = ExpertBank(experts.num_experts, channels, experts.channels, use_batched(experts.batched, device))
+    bank.load_state_dict(bank_state)
+    bank.freeze_norm_stats()
+    disc = Discriminator(channels, size)
+    bank.to(device, memory_format=torch.channels_last)
+    disc.to(device, memory_format=torch.channels_last)
+    return new_state(bank, disc, cfg, seed)
 
 
 def new_state(bank: ExpertBank, disc: Discriminator, cfg: Train, seed: int) -> State:

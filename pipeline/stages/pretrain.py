@@ -5,7 +5,6 @@ import torch
 
 from pipeline import config, icm
 from pipeline.io import load_torch, save_curves, save_torch
-from pipeline.models.experts import Expert, ExpertBank
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, log, main, setup
 
@@ -18,8 +17,6 @@ def run(dataset: str) -> None:
     device = setup(cfg.seed, cfg.device)
     paths = Paths(dataset)
     x = images_to(load_torch(paths.prepared / "tensors.pt")["train_transformed"], device)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    bank = ExpertBank(e.num_experts, x.shape[1], e.channels, batched=False)
     curve = []
 
     def progress(it, losses):
@@ -28,15 +25,9 @@ def run(dataset: str) -> None:
             log(f"pretrain: iteration {it} mse {curve[-1][1]:.5f}")
 
     start = time.perf_counter()
-    if p.shared:  # one identity expert, copied to all and perturbed: N' times less work
-        source = Expert(x.shape[1], e.channels).to(device, memory_format=torch.channels_last)
-        its = icm.pretrain_identity([source], x, p.lr, p.batch_size, p.mse_threshold, p.max_iterations,
-                                    gen, progress)
-        icm.perturbed_copies(source, bank, p.perturb, gen)
-    else:
-        bank.to(device, memory_format=torch.channels_last)
-        its = icm.pretrain_identity(list(bank.experts), x, p.lr, p.batch_size, p.mse_threshold,
-                                    p.max_iterations, gen, progress)
+    bank, its = icm.pretrained_bank(e.num_experts, x.shape[1], e.channels, p.shared, p.perturb, x, p.lr,
+                                    p.batch_size, p.mse_threshold, p.max_iterations,
+                                    torch.Generator().manual_seed(cfg.seed), progress)
     seconds = time.perf_counter() - start
     reached = curve[-1][1] < p.mse_threshold
     log(f"pretrain: {its} iterations, {seconds:.1f} s, mse {curve[-1][1]:.5f}"

@@ -2,12 +2,8 @@
 import hashlib
 import json
 
-import torch
-
 from pipeline import config, loop
 from pipeline.io import load_torch, save_curves, save_json, save_torch
-from pipeline.models.discriminator import Discriminator
-from pipeline.models.experts import ExpertBank, use_batched
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, log, main, setup
 
@@ -25,13 +21,8 @@ def run(dataset: str) -> None:
     xc, xt = images_to(t["train_canonical"], device), images_to(t["train_transformed"], device)
     xv, mv = images_to(t["val_transformed"][: tc.check_size], device), t["val_transformed_mech"][: tc.check_size]
 
-    bank = ExpertBank(e.num_experts, xt.shape[1], e.channels, use_batched(e.batched, device))
-    bank.load_state_dict(pre["bank"])
-    bank.freeze_norm_stats()
-    disc = Discriminator(xt.shape[1], xt.shape[-1])
-    bank.to(device, memory_format=torch.channels_last)
-    disc.to(device, memory_format=torch.channels_last)
-    state = loop.new_state(bank, disc, tc, cfg.seed)
+    state = loop.start(pre["bank"], e, tc, xt.shape[1], xt.shape[-1], device, cfg.seed)
+    bank, disc = state.bank, state.disc
 
     # Resume only from a checkpoint made with these exact params and this pretrained bank.
     key = json.dumps([config.as_dict(e), config.as_dict(tc), cfg.seed, str(device)], sort_keys=True).encode()
