@@ -33,6 +33,9 @@ VARIANTS = {  # name -> overrides of params.yaml (dotted keys)
     "capacity 1.0, batch 30 (exact balance)": {"mnist.train.capacity_factor": 1.0, "mnist.train.batch_size": 30},
     "capacity 1.0, perturb 0.1": {"mnist.train.capacity_factor": 1.0, "mnist.pretrain.perturb": 0.1},
     "capacity 1.0, independent pretraining": {"mnist.train.capacity_factor": 1.0, "mnist.pretrain.shared": False},
+    "capacity 1.5, hog splitting every 25": {"mnist.train.capacity_factor": 1.5, "mnist.train.reseed_every": 25},
+    "capacity 1.0, hog splitting every 25": {"mnist.train.capacity_factor": 1.0, "mnist.train.reseed_every": 25},
+    "argmax, hog splitting every 25": {"mnist.train.assignment": "argmax", "mnist.train.reseed_every": 25},
 }
 
 

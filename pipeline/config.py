@@ -93,10 +93,17 @@ class Train:
     check_size: int
     purity_threshold: float
     checkpoint_every: int
+    reseed_every: int
+    reseed_below: float
+    reseed_above: float
+    reseed_perturb: float
 
     def validate(self, key: str) -> None:
         _positive(self, key, ("iterations", "batch_size", "lr_experts", "lr_discriminator",
                               "check_every", "check_size", "checkpoint_every"))
+        for name in ("reseed_every", "reseed_below", "reseed_perturb"):
+            _check(getattr(self, name) >= 0, f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        _check(self.reseed_above >= 1.0, f"{key}.reseed_above", f"must be >= 1, got {self.reseed_above}")
         _check(self.capacity_factor >= 1.0, f"{key}.capacity_factor",
                f"must be >= 1 (at 1 every expert takes exactly its share), got {self.capacity_factor}")
         _check(0.0 < self.purity_threshold <= 1.0, f"{key}.purity_threshold",

@@ -55,6 +55,7 @@ class StepStats:
     wins: list[int]          # samples won per expert
     loss: list[float]        # per expert: mean -log D(E(x)) over its won samples (nan if none)
     score: list[float]       # per expert: mean D(E(x)) (probability) over its won samples (nan if none)
+    preferred: list[int]     # per expert: samples it scores highest on (its wins under plain argmax)
 
 
 def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer,
@@ -90,7 +91,8 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
         prob = torch.zeros(n).index_add_(0, owner.cpu(), torch.exp(-per_sample.detach()).cpu()) / w.cpu()
         empty = (wins == 0).cpu()
         loss[empty], prob[empty] = float("nan"), float("nan")
-    return StepStats(d_loss.item(), wins.tolist(), loss.tolist(), prob.tolist())
+    preferred = torch.bincount(scores.argmax(1), minlength=n)
+    return StepStats(d_loss.item(), wins.tolist(), loss.tolist(), prob.tolist(), preferred.tolist())
 
 
 @torch.no_grad()
@@ -148,6 +150,18 @@ def pretrained_bank(num_experts: int, channels: int, width: int, shared: bool, p
     else:
         its = pretrain_identity(list(bank.experts), x, lr, batch_size, threshold, max_iterations, generator, log)
     return bank, its
+
+
+def reseed(bank: ExpertBank, opt: torch.optim.Optimizer, dead: int, source: int, scale: float,
+           generator: torch.Generator) -> None:
+    """Split a hogging expert: overwrite expert `dead` with a perturbed copy of expert `source` and
+    clear its optimiser state, so that the two share, then divide, the source's mechanisms."""
+    bank.experts[dead].load_state_dict(bank.experts[source].state_dict())
+    with torch.no_grad():
+        for p in bank.expert_params(dead):
+            noise = torch.randn(p.shape, generator=generator).to(p.device)
+            p.add_(noise * scale * p.detach().std(correction=0).clamp(min=1e-3))
+            opt.state.pop(p, None)
 
 
 def perturbed_copies(source: torch.nn.Module, bank: ExpertBank, scale: float, generator: torch.Generator) -> None:

@@ -26,12 +26,14 @@ class State:
     seconds: float = 0.0                 # training wall-clock so far (checks excluded)
     curves: dict = dc.field(default_factory=lambda: defaultdict(list))
     specialized_at: tuple[int, float] | None = None   # (iteration, training seconds)
+    preference: torch.Tensor | None = None   # running share of samples each expert scores highest on
 
     def state_dict(self) -> dict:
         return {"bank": self.bank.state_dict(), "disc": self.disc.state_dict(),
                 "opt_e": self.opt_e.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "generator": self.generator.get_state(), "iteration": self.iteration,
-                "seconds": self.seconds, "curves": dict(self.curves), "specialized_at": self.specialized_at}
+                "seconds": self.seconds, "curves": dict(self.curves), "specialized_at": self.specialized_at,
+                "preference": self.preference}
 
     def load_state_dict(self, d: dict) -> None:
         self.bank.load_state_dict(d["bank"])
@@ -42,6 +44,7 @@ class State:
         self.iteration, self.seconds = d["iteration"], d["seconds"]
         self.curves = defaultdict(list, d["curves"])
         self.specialized_at = d["specialized_at"]
+        self.preference = d["preference"]
 
 
 def start(bank_state: dict, experts: Experts, cfg: Train, channels: int, size: int, device, seed: int) -> State:
@@ -69,6 +72,27 @@ def check(state: State, x: torch.Tensor, mech: np.ndarray, n_mech: int, threshol
     return m, metrics.specialized(m, threshold)
 
 
+def maybe_reseed(state: State, preferred: list[int], cfg: Train, it: int, log=None) -> None:
+    """Unsupervised hog splitting. Track each expert's running share of the samples it scores highest
+    on (its argmax preference; capacity limits hide this in the wins). Every `reseed_every` iterations,
+    if the least preferred expert is below `reseed_below`/N' and the most preferred above
+    `reseed_above`/N', the first becomes a perturbed copy of the second."""
+    n = state.bank.n
+    share = torch.tensor(preferred, dtype=torch.float64) / sum(preferred)
+    ema = share if state.preference is None else 0.9 * state.preference + 0.1 * share
+    state.preference = ema
+    if it % cfg.reseed_every:
+        return
+    dead, hog = int(ema.argmin()), int(ema.argmax())
+    if ema[dead] < cfg.reseed_below / n and ema[hog] > cfg.reseed_above / n:
+        icm.reseed(state.bank, state.opt_e, dead, hog, cfg.reseed_perturb, state.generator)
+        ema[dead] = ema[hog] = ema[hog] / 2
+        state.curves["reseeds"].append((it, dead))
+        if log:
+            log(f"train: iteration {it}: expert {dead} (preferred {float(share[dead]):.2f}) "
+                f"reseeded from expert {hog}")
+
+
 def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: torch.Tensor,
           mech_check: np.ndarray, n_mech: int, cfg: Train, on_checkpoint=None, log=None) -> State:
     """Run from state.iteration to cfg.iterations; records curves and the first specialised check."""
@@ -82,6 +106,8 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
         itr = torch.randint(len(x_trans), (cfg.batch_size,), generator=state.generator).to(dev)
         s = icm.icm_step(state.bank, state.disc, state.opt_e, state.opt_d, x_canon[ic], x_trans[itr],
                          cfg.assignment, cap)
+        if cfg.reseed_every:
+            maybe_reseed(state, s.preferred, cfg, it, log)
         state.seconds += time.perf_counter() - start
         state.iteration = it
         c["d_loss"].append((it, s.d_loss))

@@ -64,3 +64,26 @@ def test_auto_form_is_per_expert_on_cpu_and_batched_on_gpu():
     assert use_batched("auto", torch.device("cuda")) is True
     assert use_batched("true", torch.device("cpu")) is True
     assert use_batched("false", torch.device("cuda")) is False
+
+
+def test_fast_elu_matches_torch_elu_in_value_and_gradient():
+    from pipeline.models.experts import elu
+
+    x = torch.linspace(-6, 6, 1001, requires_grad=True)
+    y = elu(x)
+    assert torch.allclose(y, torch.nn.functional.elu(x), atol=2e-7)
+    (g,) = torch.autograd.grad((y * torch.cos(x)).sum(), x)
+    (ref,) = torch.autograd.grad((torch.nn.functional.elu(x) * torch.cos(x)).sum(), x)
+    assert torch.allclose(g, ref, atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(elu(x.detach().clone()), torch.nn.functional.elu(x), atol=2e-7)
+
+
+def test_frozen_expert_equals_conv_then_batchnorm():
+    loop, _ = twin_banks(1)
+    e = loop.experts[0].eval()
+    x = torch.rand(5, 1, 9, 9)
+    ref = x
+    for conv, norm in zip(e.convs, e.norms):
+        ref = torch.nn.functional.elu(norm(conv(ref)))
+    assert torch.allclose(e(x), torch.sigmoid(e.out(ref)), atol=1e-6)

@@ -115,3 +115,23 @@ def test_training_is_deterministic_and_resumes_exactly(cfg):
         for p, q in zip(a.bank.parameters(), other.bank.parameters()):
             assert torch.equal(p, q)
         assert [v for _, v in a.curves["d_loss"]] == [v for _, v in other.curves["d_loss"]]
+
+
+def test_hog_splitting_copies_the_most_preferred_expert_into_the_least(cfg):
+    import dataclasses as dc
+
+    tc = dc.replace(cfg.mnist.train, reseed_every=2, reseed_below=0.25, reseed_above=1.5, reseed_perturb=0.0)
+    bank, disc = make(3)
+    state = loop.new_state(bank, disc, tc, 0)
+    for p in bank.parameters():
+        p.grad = torch.ones_like(p)
+    state.opt_e.step()                                   # give every expert optimiser state
+    loop.maybe_reseed(state, [8, 0, 2], tc, 1)           # odd iteration: only tracks preference
+    assert any(not torch.equal(a, b) for a, b in zip(bank.experts[0].parameters(), bank.experts[1].parameters()))
+    loop.maybe_reseed(state, [8, 0, 2], tc, 2)
+    for a, b in zip(bank.experts[0].parameters(), bank.experts[1].parameters()):
+        assert torch.equal(a, b)
+        assert b not in state.opt_e.state and a in state.opt_e.state
+    assert state.curves["reseeds"] == [(2, 1)]
+    loop.maybe_reseed(state, [4, 3, 3], tc, 4)           # balanced enough: nothing happens
+    assert state.curves["reseeds"] == [(2, 1)]

@@ -20,6 +20,43 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class _ELUFromOutput(torch.autograd.Function):
+    """ELU whose backward uses its output only: dy/dx = 1 if y > 0 else y + 1."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = x.clamp(max=0).exp_().sub_(1).add_(x.relu())
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * torch.where(y > 0, 1.0, y + 1)
+
+
+def elu(x: torch.Tensor) -> torch.Tensor:
+    """ELU as relu(x) + exp(min(x, 0)) - 1: ~2x faster than F.elu on CPU (whose expm1 is slow);
+    in place when no graph is built."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _ELUFromOutput.apply(x)
+    neg = x.clamp(max=0).exp_().sub_(1)
+    return x.relu_().add_(neg)
+
+
+def folded(convs: list[nn.Conv2d], norms: list[nn.BatchNorm2d]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convs each followed by its frozen BatchNorm, as one (grouped) conv's (weight, bias), with
+    the experts' channels concatenated in order. Differentiable; op count independent of len(convs)."""
+    scale = _cat(norms, "weight") * torch.rsqrt(_cat(norms, "running_var") + norms[0].eps)
+    bias = (_cat(convs, "bias") - _cat(norms, "running_mean")) * scale + _cat(norms, "bias")
+    return _cat(convs, "weight") * scale.view(-1, 1, 1, 1), bias
+
+
+def _cat(mods, name: str) -> torch.Tensor:
+    tensors = [getattr(m, name) for m in mods]
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
 class Expert(nn.Module):
     def __init__(self, channels: int, width: int, depth: int = 4):
         super().__init__()
@@ -30,12 +67,11 @@ class Expert(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv, norm in zip(self.convs, self.norms):
-            x = F.elu(norm(conv(x)))
+            if norm.training:
+                x = elu(norm(conv(x)))
+            else:  # frozen statistics: fold the norm into the conv (one op less per layer)
+                x = elu(F.conv2d(x, *folded([conv], [norm]), padding=1))
         return torch.sigmoid(self.out(x))
-
-
-def _cat(mods, name: str) -> torch.Tensor:
-    return torch.cat([getattr(m, name) for m in mods])
 
 
 class ExpertBank(nn.Module):
@@ -92,15 +128,13 @@ class ExpertBank(nn.Module):
         for layer in range(len(ex[0].convs)):
             convs = [e.convs[layer] for e in ex]
             norms = [e.norms[layer] for e in ex]
-            x = F.conv2d(x, _cat(convs, "weight"), _cat(convs, "bias"), padding=1, groups=g)
-            training = norms[0].training
-            if training:  # batch statistics per expert channel; running stats are not tracked here
+            if norms[0].training:  # batch statistics per expert channel; running stats not tracked here
+                x = F.conv2d(x, _cat(convs, "weight"), _cat(convs, "bias"), padding=1, groups=g)
                 x = F.batch_norm(x, None, None, _cat(norms, "weight"), _cat(norms, "bias"), True, 0.0,
                                  norms[0].eps)
             else:
-                x = F.batch_norm(x, _cat(norms, "running_mean"), _cat(norms, "running_var"),
-                                 _cat(norms, "weight"), _cat(norms, "bias"), False, 0.0, norms[0].eps)
-            x = F.elu(x)
+                x = F.conv2d(x, *folded(convs, norms), padding=1, groups=g)
+            x = elu(x)
         outs = [e.out for e in ex]
         return torch.sigmoid(F.conv2d(x, _cat(outs, "weight"), _cat(outs, "bias"), padding=1, groups=g))
 
