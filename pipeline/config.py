@@ -87,6 +87,7 @@ class Train:
     batch_size: int
     lr_experts: float
     lr_discriminator: float
+    lr_final_fraction: float
     assignment: Literal["argmax", "capacity"]
     capacity_factor: float
     check_every: int
@@ -104,6 +105,8 @@ class Train:
         for name in ("reseed_every", "reseed_below", "reseed_perturb"):
             _check(getattr(self, name) >= 0, f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
         _check(self.reseed_above >= 1.0, f"{key}.reseed_above", f"must be >= 1, got {self.reseed_above}")
+        _check(0.0 < self.lr_final_fraction <= 1.0, f"{key}.lr_final_fraction",
+               f"must be in (0, 1], got {self.lr_final_fraction}")
         _check(self.capacity_factor >= 1.0, f"{key}.capacity_factor",
                f"must be >= 1 (at 1 every expert takes exactly its share), got {self.capacity_factor}")
         _check(0.0 < self.purity_threshold <= 1.0, f"{key}.purity_threshold",

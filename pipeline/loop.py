@@ -3,6 +3,7 @@ resumable state. Works on tensors and modules; the caller saves checkpoints and 
 from __future__ import annotations
 
 import dataclasses as dc
+import math
 import time
 from collections import defaultdict
 
@@ -47,16 +48,23 @@ class State:
         self.preference = d["preference"]
 
 
-def start(bank_state: dict, experts: Experts, cfg: Train, channels: int, size: int, device, seed: int) -> State:
-    """Fresh training state from pretrained expert weights: the bank (frozen norm statistics, the
-    form `experts.batched` picks for `device`), a new discriminator, and their optimisers."""
+def build(experts: Experts, channels: int, size: int, device, bank_state: dict,
+          disc_state: dict | None = None) -> tuple[ExpertBank, Discriminator]:
+    """The competitive-phase models on `device`: the bank (frozen norm statistics, in the form
+    `experts.batched` picks for the device) and the discriminator (new unless `disc_state`)."""
     bank = ExpertBank(experts.num_experts, channels, experts.channels, use_batched(experts.batched, device))
     bank.load_state_dict(bank_state)
     bank.freeze_norm_stats()
     disc = Discriminator(channels, size)
-    bank.to(device, memory_format=torch.channels_last)
-    disc.to(device, memory_format=torch.channels_last)
-    return new_state(bank, disc, cfg, seed)
+    if disc_state is not None:
+        disc.load_state_dict(disc_state)
+    return (bank.to(device, memory_format=torch.channels_last),
+            disc.to(device, memory_format=torch.channels_last))
+
+
+def start(bank_state: dict, experts: Experts, cfg: Train, channels: int, size: int, device, seed: int) -> State:
+    """Fresh training state from pretrained expert weights, with a new discriminator and optimisers."""
+    return new_state(*build(experts, channels, size, device, bank_state), cfg, seed)
 
 
 def new_state(bank: ExpertBank, disc: Discriminator, cfg: Train, seed: int) -> State:
@@ -70,6 +78,11 @@ def check(state: State, x: torch.Tensor, mech: np.ndarray, n_mech: int, threshol
     owner, _ = icm.winners(state.bank, state.disc, x, batch_size)
     m = metrics.assignment_matrix(mech, owner.cpu().numpy(), n_mech, state.bank.n)
     return m, metrics.specialized(m, threshold)
+
+
+def lr_scale(it: int, iterations: int, final: float) -> float:
+    """Cosine decay of the learning rates from 1 at the first iteration to `final` at the last."""
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * (it - 1) / max(1, iterations - 1)))
 
 
 def maybe_reseed(state: State, preferred: list[int], cfg: Train, it: int, log=None) -> None:
@@ -102,6 +115,10 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
     while state.iteration < cfg.iterations:
         it = state.iteration + 1
         start = time.perf_counter()
+        scale = lr_scale(it, cfg.iterations, cfg.lr_final_fraction)
+        for opt, base in ((state.opt_e, cfg.lr_experts), (state.opt_d, cfg.lr_discriminator)):
+            for group in opt.param_groups:
+                group["lr"] = base * scale
         ic = torch.randint(len(x_canon), (cfg.batch_size,), generator=state.generator).to(dev)
         itr = torch.randint(len(x_trans), (cfg.batch_size,), generator=state.generator).to(dev)
         s = icm.icm_step(state.bank, state.disc, state.opt_e, state.opt_d, x_canon[ic], x_trans[itr],

@@ -16,6 +16,17 @@ def _smooth(v: np.ndarray, k: int = 15) -> np.ndarray:
     return np.convolve(v, np.ones(k) / k, mode="valid")
 
 
+def pick_examples(mech: np.ndarray, digit: np.ndarray, n_mech: int) -> list[int]:
+    """Per mechanism j present: the first sample of digit j mod 10, else its first sample."""
+    rows = []
+    for j in range(n_mech):
+        candidates = [np.flatnonzero((mech == j) & (digit == j % 10)), np.flatnonzero(mech == j)]
+        found = next((c for c in candidates if len(c)), None)
+        if found is not None:
+            rows.append(int(found[0]))
+    return rows
+
+
 def curves_figure(curves: dict[str, list[tuple[int, float]]], n_experts: int, path: Path) -> None:
     """Per-expert loss, score and win counts, D's loss, and the periodic specialisation check."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))

@@ -76,3 +76,14 @@ def test_too_few_samples_to_stratify_is_a_clear_error():
 def test_balanced_assignment():
     ids = balanced_assignment(23, 5, np.random.default_rng(0))
     assert sorted(np.bincount(ids).tolist()) == [4, 4, 5, 5, 5]
+
+
+def test_full_mnist_without_network_is_one_clear_error(monkeypatch, tmp_path):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(PipelineError, match="could not download full MNIST.*source: embedded"):
+        mnist.load("full", tmp_path)

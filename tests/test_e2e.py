@@ -35,8 +35,9 @@ def dvc(cwd, *args):
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, params):
     root = tmp_path_factory.mktemp("repo")
-    for item in ("pipeline", "dvc.yaml", ".dvcignore"):
+    for item in ("pipeline", "dvc.yaml", ".dvcignore", "reports/variants"):
         src = ROOT / item
+        (root / item).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / item)
     (root / ".dvc").mkdir()
     shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")

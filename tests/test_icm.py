@@ -135,3 +135,11 @@ def test_hog_splitting_copies_the_most_preferred_expert_into_the_least(cfg):
     assert state.curves["reseeds"] == [(2, 1)]
     loop.maybe_reseed(state, [4, 3, 3], tc, 4)           # balanced enough: nothing happens
     assert state.curves["reseeds"] == [(2, 1)]
+
+
+def test_learning_rate_decays_from_base_to_the_final_fraction():
+    assert loop.lr_scale(1, 100, 0.1) == pytest.approx(1.0)
+    assert loop.lr_scale(100, 100, 0.1) == pytest.approx(0.1)
+    assert loop.lr_scale(50, 100, 1.0) == pytest.approx(1.0)
+    values = [loop.lr_scale(i, 100, 0.1) for i in range(1, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))

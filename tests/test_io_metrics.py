@@ -48,3 +48,11 @@ def test_specialized_needs_distinct_owners_and_purity():
     assert metrics.specialized(m, 0.9)
     assert not metrics.specialized(m, 0.95)
     assert metrics.distinct_winners(m) == 2
+
+
+def test_report_examples_show_a_different_digit_per_mechanism():
+    from pipeline.report import pick_examples
+
+    mech = np.array([0, 0, 1, 1, 2])
+    digit = np.array([5, 0, 3, 1, 7])
+    assert pick_examples(mech, digit, 4) == [1, 3, 4]   # digit 0, digit 1, no digit 2 -> first; none for 3

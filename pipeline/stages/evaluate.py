@@ -1,27 +1,12 @@
 """evaluate: assignment of held-out transformed digits to experts, purity, and classifier accuracies."""
 import numpy as np
 import pandas as pd
-import torch
 
-from pipeline import config, icm, metrics
+from pipeline import config, icm, loop, metrics
 from pipeline.io import atomic_path, load_json, load_torch, save_json
 from pipeline.models.classifier import Classifier, predict
-from pipeline.models.discriminator import Discriminator
-from pipeline.models.experts import ExpertBank, use_batched
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, log, main, setup
-
-
-def load_models(paths: Paths, cfg_experts, channels: int, size: int, device):
-    """The trained bank (frozen norm statistics) and discriminator, on `device`, in eval use."""
-    trained = load_torch(paths.models / "trained.pt")
-    bank = ExpertBank(cfg_experts.num_experts, channels, cfg_experts.channels,
-                      use_batched(cfg_experts.batched, device))
-    bank.load_state_dict(trained["bank"])
-    bank.freeze_norm_stats()
-    disc = Discriminator(channels, size)
-    disc.load_state_dict(trained["disc"])
-    return bank.to(device).eval(), disc.to(device).eval()
 
 
 @main
@@ -35,7 +20,8 @@ def run(dataset: str) -> None:
     x_clean, x_trans = images_to(t["test_canonical"], device), images_to(t["test_transformed"], device)
     y_clean, y_trans = t["test_canonical_digit"].numpy(), t["test_transformed_digit"].numpy()
     mech = t["test_transformed_mech"].numpy()
-    bank, disc = load_models(paths, ds.experts, x_trans.shape[1], x_trans.shape[-1], device)
+    trained = load_torch(paths.models / "trained.pt")
+    bank, disc = loop.build(ds.experts, x_trans.shape[1], x_trans.shape[-1], device, trained["bank"], trained["disc"])
     saved = load_torch(paths.models / "classifier.pt")
     clf = Classifier(x_trans.shape[1], x_trans.shape[-1], saved["num_classes"])
     clf.load_state_dict(saved["state"])

@@ -1,13 +1,11 @@
 """report: figures under reports/figures/<ds>/ and the markdown report reports/<ds>.md."""
-import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import config, metrics, report
+from pipeline import config, loop, metrics, report
 from pipeline.io import atomic_path, load_json, load_torch, save_text
 from pipeline.paths import Paths
 from pipeline.runtime import log, main, setup
-from pipeline.stages.evaluate import load_models
 
 VARIANTS = "reports/variants/{dataset}.md"   # written by bench/variants.py, embedded when present
 
@@ -29,10 +27,11 @@ def run(dataset: str) -> None:
     assign = pd.read_csv(paths.plots / "assignment.csv")
     matrix = metrics.assignment_matrix(assign["mechanism"].map(names.index).to_numpy(),
                                        assign["expert"].to_numpy(), len(names), ds.experts.num_experts)
-    # One held-out sample per mechanism (the first of each), through every expert.
-    mech = t["test_transformed_mech"].numpy()
-    rows = [int(np.flatnonzero(mech == j)[0]) for j in range(len(names)) if (mech == j).any()]
-    bank, disc = load_models(paths, ds.experts, *t["test_transformed"].shape[1::2], device)
+    # One held-out sample per mechanism (of digit j mod 10 where there is one), through every expert.
+    mech, digit = t["test_transformed_mech"].numpy(), t["test_transformed_digit"].numpy()
+    rows = report.pick_examples(mech, digit, len(names))
+    trained = load_torch(paths.models / "trained.pt")
+    bank, disc = loop.build(ds.experts, *t["test_transformed"].shape[1::2], device, trained["bank"], trained["disc"])
     x = t["test_transformed"][rows]
     with torch.no_grad():
         outs = bank.forward_all(x)
