@@ -18,7 +18,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(PY) bench/experts.py
+	$(PY) bench/experts.py --json reports/bench/experts.json
 
 setup: $(STAMP)
 

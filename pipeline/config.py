@@ -98,6 +98,7 @@ class Train:
     reseed_below: float
     reseed_above: float
     reseed_perturb: float
+    precision: Literal["fp32", "bf16"]
 
     def validate(self, key: str) -> None:
         _positive(self, key, ("iterations", "batch_size", "lr_experts", "lr_discriminator",

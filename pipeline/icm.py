@@ -60,11 +60,14 @@ class StepStats:
 
 def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer,
              opt_d: torch.optim.Optimizer, x_canon: torch.Tensor, x_trans: torch.Tensor,
-             assignment: str, cap: int) -> StepStats:
+             assignment: str, cap: int, autocast: torch.dtype | None = None) -> StepStats:
+    """`autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off."""
     b, n = x_trans.shape[0], bank.n
-    with torch.no_grad():
+    amp = lambda: torch.autocast(x_trans.device.type, dtype=autocast, enabled=autocast is not None)  # noqa: E731
+    with torch.no_grad(), amp():
         outs = bank.forward_all(x_trans)                        # (B, N', C, H, W)
-    logits = disc(torch.cat([x_canon, outs.flatten(0, 1)]))
+    with amp():
+        logits = disc(torch.cat([x_canon, outs.flatten(0, 1)])).float()
     real, fake = logits[: x_canon.shape[0]], logits[x_canon.shape[0]:]
     d_loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
               + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
@@ -74,8 +77,9 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
 
     scores = fake.detach().view(b, n)
     owner = assign_argmax(scores) if assignment == "argmax" else assign_capacity(scores, cap)
-    y = bank.forward_assigned(x_trans, owner)
-    per_sample = F.softplus(-disc(y))                            # -log D(E_owner(x))
+    with amp():
+        y = bank.forward_assigned(x_trans, owner)
+        per_sample = F.softplus(-disc(y).float())                # -log D(E_owner(x))
     opt_e.zero_grad(set_to_none=True)
     params = [p for p in bank.parameters() if p.requires_grad]
     torch.autograd.backward(per_sample.sum() / b, inputs=params)

@@ -110,6 +110,7 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
           mech_check: np.ndarray, n_mech: int, cfg: Train, on_checkpoint=None, log=None) -> State:
     """Run from state.iteration to cfg.iterations; records curves and the first specialised check."""
     cap = icm.capacity(cfg.batch_size, state.bank.n, cfg.capacity_factor)
+    amp = torch.bfloat16 if cfg.precision == "bf16" else None
     dev = x_trans.device
     c = state.curves
     while state.iteration < cfg.iterations:
@@ -122,7 +123,7 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
         ic = torch.randint(len(x_canon), (cfg.batch_size,), generator=state.generator).to(dev)
         itr = torch.randint(len(x_trans), (cfg.batch_size,), generator=state.generator).to(dev)
         s = icm.icm_step(state.bank, state.disc, state.opt_e, state.opt_d, x_canon[ic], x_trans[itr],
-                         cfg.assignment, cap)
+                         cfg.assignment, cap, amp)
         if cfg.reseed_every:
             maybe_reseed(state, s.preferred, cfg, it, log)
         state.seconds += time.perf_counter() - start

@@ -61,6 +61,22 @@ def test_step_updates_only_the_winners():
     assert sum(s.wins) == 8
 
 
+def test_bf16_autocast_step_keeps_fp32_weights_and_tracks_the_fp32_step():
+    torch.manual_seed(0)
+    pair = [make(3) for _ in range(2)]
+    pair[1][0].load_state_dict(pair[0][0].state_dict())
+    pair[1][1].load_state_dict(pair[0][1].state_dict())
+    xc, xt = torch.rand(8, 1, 12, 12), torch.rand(8, 1, 12, 12)
+    stats = []
+    for (bank, disc), amp in zip(pair, (None, torch.bfloat16)):
+        opt_e = torch.optim.Adam(bank.parameters(), lr=1e-3)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=1e-3)
+        stats.append(icm.icm_step(bank, disc, opt_e, opt_d, xc, xt, "capacity", 4, amp))
+        assert all(p.dtype == torch.float32 for p in [*bank.parameters(), *disc.parameters()])
+    assert sum(stats[1].wins) == 8 and np.isfinite(stats[1].d_loss)
+    assert abs(stats[0].d_loss - stats[1].d_loss) < 0.05   # bf16 rounding, not a different computation
+
+
 def test_loser_gets_exactly_zero_gradient_even_in_batched_form():
     bank, disc = make(3)
     bank.batched = True

@@ -103,11 +103,11 @@ class ExpertBank(nn.Module):
         Requires frozen norm statistics (per-sample experts); used for the winners' graph pass.
         """
         if not self.batched:
-            out = torch.empty_like(x)
-            for i, e in enumerate(self.experts):
-                idx = (owner == i).nonzero(as_tuple=True)[0]
-                if len(idx):
-                    out = out.index_put((idx,), e(x[idx]))
+            parts = [((owner == i).nonzero(as_tuple=True)[0], e) for i, e in enumerate(self.experts)]
+            ys = [(idx, e(x[idx])) for idx, e in parts if len(idx)]
+            out = torch.empty_like(x, dtype=ys[0][1].dtype)   # bf16 under autocast
+            for idx, y in ys:
+                out = out.index_put((idx,), y)
             return out
         # Pack each expert's samples into its own channel group, padding groups to the largest.
         b, c, h, w = x.shape
@@ -120,7 +120,7 @@ class ExpertBank(nn.Module):
         slots = x.new_zeros(cap, self.n, c, h, w)
         slots = slots.index_put((rank, sorted_owner), x[order])
         y = self._grouped(slots.view(cap, self.n * c, h, w)).view(cap, self.n, c, h, w)
-        return torch.empty_like(x).index_put((order,), y[rank, sorted_owner])
+        return torch.empty_like(x, dtype=y.dtype).index_put((order,), y[rank, sorted_owner])
 
     def _grouped(self, x: torch.Tensor) -> torch.Tensor:
         """All experts as grouped convolutions over a (B, N'*C, H, W) input."""
