@@ -59,7 +59,7 @@ class PlainICM:
 
 class Ours:
     def __init__(self, n: int, batched: bool, channels_last: bool):
-        self.bank = ExpertBank(n, 1, 32, batched)
+        self.bank = ExpertBank(n, 1, 32, batched, "paper")
         self.bank.freeze_norm_stats()
         self.disc = Discriminator(1, SIZE)
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -70,7 +70,7 @@ class Ours:
 
     def step(self, xc, xt):
         icm.icm_step(self.bank, self.disc, self.opt_e, self.opt_d, xc.contiguous(memory_format=self.fmt),
-                     xt.contiguous(memory_format=self.fmt), "argmax", B)
+                     xt.contiguous(memory_format=self.fmt), "argmax", B, 0.0, None)
 
 
 class CountOps(TorchDispatchMode):

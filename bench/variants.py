@@ -1,12 +1,15 @@
-"""Specialisation recipes on MNIST: how fast do N' = 10 experts specialise under each variant?
+"""Recipes compared: how fast and how well do the experts specialise under each variant?
 
-Each variant is a set of param overrides on params.yaml. For each variant and seed this runs identity
-pretraining and competitive training in-process (the pipeline's own library functions), checks the
-held-out validation assignment every `check_every` iterations, and stops at the first specialised
-check (or `--cap` iterations). Writes a markdown table (embedded in reports/mnist.md by the report
-stage) and the raw rows as JSON.
+Each variant is a set of param overrides (dotted keys under the dataset's section of params.yaml).
+For each variant and seed this runs identity pretraining and competitive training in-process (the
+pipeline's own library functions) and checks the held-out validation assignment every
+`check_every` iterations.
+- mnist: stops at the first specialised check (or `--cap` iterations); the data split follows the seed.
+- faces, faces_synthetic: run `--cap` iterations on the prepared data (run `dvc repro
+  classifier@<ds>` first), then evaluate on the test split like the evaluate stage.
+Writes a markdown table (embedded in reports/<ds>.md by the report stage) and the raw rows as JSON.
 
-    python bench/variants.py [--seeds 0 1] [--only NAME ...] [--threads 1] [--cap 400]
+    python bench/variants.py [--dataset mnist] [--seeds 0 1] [--only NAME ...] [--threads 1] [--cap 400]
 """
 from __future__ import annotations
 
@@ -19,85 +22,180 @@ from pathlib import Path
 import torch
 import yaml
 
-from pipeline import config, icm, loop, metrics
+from pipeline import config, evaluation, icm, loop, metrics
 from pipeline.data import mnist
-from pipeline.io import save_json, save_text
+from pipeline.io import load_torch, save_json, save_text
+from pipeline.models.classifier import Classifier, predict
+from pipeline.paths import Paths
 from pipeline.runtime import images_to, setup
 
-PLAIN = {"mnist.train.reseed_every": 0, "mnist.train.lr_final_fraction": 1.0}
-VARIANTS = {  # name -> overrides of params.yaml (dotted keys)
-    "paper: argmax, lr 1e-4": {**PLAIN, "mnist.train.assignment": "argmax", "mnist.train.lr_experts": 1e-4,
-                               "mnist.train.lr_discriminator": 1e-4},
-    "argmax, lr 1e-3": {**PLAIN, "mnist.train.assignment": "argmax"},
-    "capacity 1.5": {**PLAIN, "mnist.train.capacity_factor": 1.5},
-    "capacity 1.0": {**PLAIN, "mnist.train.capacity_factor": 1.0},
-    "capacity 1.0, batch 30 (exact balance)": {**PLAIN, "mnist.train.capacity_factor": 1.0,
-                                               "mnist.train.batch_size": 30},
-    "argmax, hog splitting": {**PLAIN, "mnist.train.assignment": "argmax", "mnist.train.reseed_every": 25},
-    "capacity 1.5, hog splitting": {**PLAIN, "mnist.train.reseed_every": 25},
-    "capacity 1.5, hog splitting, cosine lr decay (default)": {},
+PLAIN = {"train.reseed_every": 0, "train.lr_final_fraction": 1.0}
+SEED_STUDY = {"experts.arch": "paper", "train.identity_weight": 0.0, "train.lr_experts": 1e-3,
+              "train.lr_discriminator": 1e-3, "train.reseed_every": 0}
+VARIANTS = {  # dataset -> variant name -> overrides
+    "mnist": {
+        "paper: argmax, lr 1e-4": {**PLAIN, "train.assignment": "argmax", "train.lr_experts": 1e-4,
+                                   "train.lr_discriminator": 1e-4},
+        "argmax, lr 1e-3": {**PLAIN, "train.assignment": "argmax"},
+        "capacity 1.5": {**PLAIN, "train.capacity_factor": 1.5},
+        "capacity 1.0": {**PLAIN, "train.capacity_factor": 1.0},
+        "capacity 1.0, batch 30 (exact balance)": {**PLAIN, "train.capacity_factor": 1.0, "train.batch_size": 30},
+        "argmax, hog splitting": {**PLAIN, "train.assignment": "argmax", "train.reseed_every": 25},
+        "capacity 1.5, hog splitting": {**PLAIN, "train.reseed_every": 25},
+        "capacity 1.5, hog splitting, cosine lr decay (default)": {},
+    },
+    "faces_synthetic": {
+        "paper expert, adversarial loss only, lr 1e-3": SEED_STUDY,
+        "paper expert, + L1 identity": {"experts.arch": "paper"},
+        "U-Net, adversarial loss only": {"train.identity_weight": 0.0},
+        "U-Net, + L1 identity (default)": {},
+    },
+    "faces": {
+        "paper expert, adversarial loss only, lr 1e-3": SEED_STUDY,
+        "paper expert, + L1 identity": {"experts.arch": "paper"},
+        "U-Net, adversarial loss only": {"train.identity_weight": 0.0},
+        "U-Net, + L1 identity (default)": {},
+    },
 }
 
 
-class Specialised(Exception):
+class Stop(Exception):
     pass
 
 
-def run_variant(params: dict, overrides: dict, seed: int, cap: int, stop: bool) -> dict:
-    """One run; the lr schedule follows params' iterations, but the run ends at `cap` iterations."""
+def configure(params: dict, dataset: str, overrides: dict, seed: int):
     p = json.loads(json.dumps(params))
     p["seed"] = seed
     for dotted, value in overrides.items():
-        *parents, last = dotted.split(".")
+        *parents, last = f"{dataset}.{dotted}".split(".")
         node = p
         for k in parents:
             node = node[k]
         node[last] = value
-    cfg = config.from_dict(p)
-    ds, device = cfg.mnist, setup(seed, "cpu")
-    d, e, pc = ds.data, ds.experts, ds.pretrain
-    tc = dc.replace(ds.train, checkpoint_every=ds.train.check_every)
+    return getattr(config.from_dict(p), dataset)
+
+
+def tensors_for(dataset: str, ds, seed: int) -> dict:
+    if dataset != "mnist":
+        path = Paths(dataset).prepared / "tensors.pt"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run `dvc repro classifier@{dataset}` first")
+        return load_torch(path)
+    d = ds.data
     x, y = mnist.load_embedded() if d.source == "embedded" else mnist.load_full(Path("data/mnist/raw"))
     t, _ = mnist.prepare(x, y, d.mechanisms, d.image_size, d.test_fraction, d.val_fraction, d.shift,
                          d.noise_variance ** 0.5, seed)
+    return {**t, "mechanisms": list(d.mechanisms)}
+
+
+def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int, stop: bool) -> dict:
+    """One run; the lr schedule follows the params' iterations, but the run ends at `cap` iterations."""
+    ds = configure(params, dataset, overrides, seed)
+    device = setup(seed, "cpu")
+    e, pc = ds.experts, ds.pretrain
+    tc = dc.replace(ds.train, checkpoint_every=ds.train.check_every)
+    t = tensors_for(dataset, ds, seed)
+    n_mech = len(t["mechanisms"])
     xt, xc = images_to(t["train_transformed"], device), images_to(t["train_canonical"], device)
     xv, mv = images_to(t["val_transformed"][: tc.check_size], device), t["val_transformed_mech"][: tc.check_size]
     start = time.perf_counter()
-    bank, its = icm.pretrained_bank(e.num_experts, 1, e.channels, pc.shared, pc.perturb, xt, pc.lr, pc.batch_size,
-                                    pc.mse_threshold, pc.max_iterations, torch.Generator().manual_seed(seed))
+    bank, its = icm.pretrained_bank(e.num_experts, xt.shape[1], e.channels, e.arch, pc.shared, pc.perturb, xt,
+                                    pc.lr, pc.batch_size, pc.mse_threshold, pc.max_iterations,
+                                    torch.Generator().manual_seed(seed))
     pre_s = time.perf_counter() - start
-    state = loop.start(bank.state_dict(), e, tc, 1, d.image_size, device, seed)
+    state = loop.start(bank.state_dict(), e, tc, xt.shape[1], xt.shape[-1], device, seed)
 
     def maybe_stop(s):
         if (stop and s.specialized_at) or s.iteration >= cap:
-            raise Specialised
+            raise Stop
 
     try:
-        loop.train(state, xc, xt, xv, mv.numpy(), len(d.mechanisms), tc, maybe_stop)
-    except Specialised:
+        loop.train(state, xc, xt, xv, mv.numpy(), n_mech, tc, maybe_stop)
+    except Stop:
         pass
-    m, _ = loop.check(state, xv, mv.numpy(), len(d.mechanisms), tc.purity_threshold, 256)
+    m, _ = loop.check(state, xv, mv.numpy(), n_mech, tc.purity_threshold, 256)
     spec = state.specialized_at
-    return {"seed": seed, "pretrain_iterations": its, "pretrain_seconds": round(pre_s, 1),
-            "iterations": state.iteration, "seconds_per_iteration": round(state.seconds / state.iteration, 3),
-            "iterations_to_specialize": spec[0] if spec else None,
-            "seconds_to_specialize": round(pre_s + spec[1], 1) if spec else None,
-            "distinct_winners": metrics.distinct_winners(m),
-            "purity_mean": round(float(metrics.purity(m).mean()), 3),
-            "distinct_curve": [int(v) for _, v in state.curves["specialization/distinct_winners"]]}
+    row = {"seed": seed, "threads": torch.get_num_threads(), "pretrain_iterations": its,
+           "pretrain_seconds": round(pre_s, 1), "iterations": state.iteration,
+           "seconds_per_iteration": round(state.seconds / state.iteration, 3),
+           "iterations_to_specialize": spec[0] if spec else None,
+           "seconds_to_specialize": round(pre_s + spec[1], 1) if spec else None,
+           "distinct_winners": metrics.distinct_winners(m),
+           "purity_mean": round(float(metrics.purity(m).mean()), 3),
+           "distinct_curve": [int(v) for _, v in state.curves["specialization/distinct_winners"]]}
+    if dataset != "mnist":
+        row.update(test_metrics(dataset, state, t))
+    return row
 
 
-def table(results: dict[str, list[dict]], default: str) -> str:
+def test_metrics(dataset: str, state: loop.State, t: dict) -> dict:
+    """The evaluate stage's faces metrics on the test split (classifier from models/<ds>)."""
+    x = t["test_transformed"].contiguous()
+    owner, out = icm.winners(state.bank, state.disc, x, 250)
+    saved = load_torch(Paths(dataset).models / "classifier.pt")
+    clf = Classifier(x.shape[1], x.shape[-1], saved["num_classes"])
+    clf.load_state_dict(saved["state"])
+    with torch.no_grad():
+        d_out = torch.sigmoid(state.disc(out))
+    r = evaluation.faces(t["mechanisms"], t["test_transformed_mech"].numpy(), owner.numpy(), state.bank.n, x, out,
+                         d_out, predict(clf, x, 250).numpy(), predict(clf, out, 250).numpy(), saved,
+                         {"iterations": 0, "seconds": 0, "iters_per_second": 0, "pretrain_seconds": 0},
+                         t.get("test_transformed_clean"))
+    keep = {"test_distinct": r["specialization"]["distinct_winners"],
+            "test_purity": round(r["specialization"]["purity_mean"], 3),
+            "ssim": round(r["ssim_input_output"], 3), "spread_ratio_min": r["collapse"]["min_ratio"],
+            "canonical_rate": [round(r["classifier"][k], 3) for k in ("canonical_rate_inputs",
+                                                                      "canonical_rate_outputs")]}
+    if "psnr_inputs" in r:
+        keep["psnr"] = [round(r["psnr_inputs"], 2), round(r["psnr_outputs"], 2)]
+        keep["psnr_per_mechanism"] = {k: [round(v["psnr_inputs"], 1), round(v["psnr_outputs"], 1)]
+                                      for k, v in r["per_mechanism"].items()}
+    return keep
+
+
+def table(dataset: str, results: dict[str, list[dict]], default: str) -> str:
+    if dataset == "mnist":
+        return mnist_table(results, default)
+    synthetic = any("psnr" in r for rows in results.values() for r in rows)
+    lines = ["## Recipes compared (bench/variants.py)", "",
+             "Each run: identity pretraining, then the iterations shown, then the evaluate stage's metrics on "
+             "the test split (argmax winners). `spread` = min over experts of (output spread / input spread); "
+             "1 = outputs as varied as inputs, 0 = collapse to one face. Default recipe: "
+             f"**{default}**.", "",
+             "| variant | seed | iterations | train s | distinct | purity | SSIM in/out | spread | "
+             "canonical rate in -> out |" + (" PSNR in -> out (dB) |" if synthetic else ""),
+             "|---" * (9 + synthetic) + "|"]
+    for name, rows in results.items():
+        for r in rows:
+            cr = r["canonical_rate"]
+            line = (f"| {name} | {r['seed']} | {r['iterations']} | {r['seconds_per_iteration'] * r['iterations']:.0f} | "
+                    f"{r['test_distinct']} | {r['test_purity']} | {r['ssim']} | {r['spread_ratio_min']} | "
+                    f"{cr[0]} -> {cr[1]} |")
+            if synthetic:
+                line += f" {r['psnr'][0]} -> {r['psnr'][1]} |"
+            lines.append(line)
+    if synthetic:
+        lines += ["", "PSNR (dB) of input -> output per mechanism, first seed:", "",
+                  "| variant | " + " | ".join(next(iter(results.values()))[0]["psnr_per_mechanism"]) + " |",
+                  "|---" * (1 + len(next(iter(results.values()))[0]["psnr_per_mechanism"])) + "|"]
+        for name, rows in results.items():
+            lines.append(f"| {name} | " + " | ".join(f"{a} -> {b}" for a, b in rows[0]["psnr_per_mechanism"].values())
+                         + " |")
+    return "\n".join(lines) + "\n"
+
+
+def mnist_table(results: dict[str, list[dict]], default: str) -> str:
     lines = ["## Specialisation recipes (bench/variants.py)", "",
              "N' = 10 experts, the paper's 10 mechanisms, embedded MNIST; each run stops at its first "
              "specialised check (every mechanism a distinct dominant expert with purity >= 0.9 on held-out "
              "validation digits, argmax rule) or at the iteration cap. Seconds include identity "
-             f"pretraining, single-threaded runs (two at a time). Default recipe: **{default}**.", "",
-             "| variant | seed | pretrain it | iterations to specialise | seconds to specialise | "
-             "distinct owners at stop | purity at stop |", "|---|---|---|---|---|---|---|"]
+             "pretraining; `threads` is the run's torch thread count (single-threaded runs went two at a time "
+             f"on the 2-core machine). Default recipe: **{default}**.", "",
+             "| variant | seed | threads | pretrain it | iterations to specialise | seconds to specialise | "
+             "distinct owners at stop | purity at stop |", "|---|---|---|---|---|---|---|---|"]
     for name, rows in results.items():
         for r in rows:
-            lines.append(f"| {name} | {r['seed']} | {r['pretrain_iterations']} | "
+            lines.append(f"| {name} | {r['seed']} | {r['threads']} | {r['pretrain_iterations']} | "
                          f"{r['iterations_to_specialize'] or 'not by ' + str(r['iterations'])} | "
                          f"{r['seconds_to_specialize'] or '-'} | {r['distinct_winners']}/10 | {r['purity_mean']} |")
     return "\n".join(lines) + "\n"
@@ -105,25 +203,34 @@ def table(results: dict[str, list[dict]], default: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="mnist", choices=sorted(VARIANTS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--only", nargs="*", help="variant names to run (default: all)")
-    ap.add_argument("--cap", type=int, default=400, help="stop a run here even if not specialised")
+    ap.add_argument("--cap", type=int, default=400, help="stop a run here (mnist: even if not specialised)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--no-stop", action="store_true", help="run every variant to --cap")
-    ap.add_argument("--out", default="reports/variants/mnist")
+    ap.add_argument("--no-stop", action="store_true", help="mnist: run every variant to --cap")
+    ap.add_argument("--out", help="output path without suffix (default reports/variants/<dataset>)")
     ap.add_argument("--default", default="see params.yaml", help="which variant params.yaml uses")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="only combine earlier runs' JSON into --out")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    params = yaml.safe_load(Path("params.yaml").read_text())
-    results = {}
-    for name in args.only or VARIANTS:
-        results[name] = []
-        for seed in args.seeds:
-            r = run_variant(params, VARIANTS[name], seed, args.cap, not args.no_stop)
-            print(json.dumps({"variant": name, **r}), flush=True)
-            results[name].append(r)
-    save_json(results, args.out + ".json")
-    save_text(table(results, args.default), args.out + ".md")
+    out = args.out or f"reports/variants/{args.dataset}"
+    variants = VARIANTS[args.dataset]
+    if args.merge:  # e.g. two single-thread streams run side by side, each with its own --out
+        parts = {k: v for f in args.merge for k, v in json.loads(Path(f).read_text()).items()}
+        results = {name: parts[name] for name in variants if name in parts}
+    else:
+        torch.set_num_threads(args.threads)
+        params = yaml.safe_load(Path("params.yaml").read_text())
+        results = {}
+        for name in args.only or variants:
+            results[name] = []
+            for seed in args.seeds:
+                r = run_variant(params, args.dataset, variants[name], seed, args.cap,
+                                args.dataset == "mnist" and not args.no_stop)
+                print(json.dumps({"variant": name, **r}), flush=True)
+                results[name].append(r)
+    save_json(results, out + ".json")
+    save_text(table(args.dataset, results, args.default), out + ".md")
 
 
 if __name__ == "__main__":

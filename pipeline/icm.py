@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.models.discriminator import Discriminator
-from pipeline.models.experts import Expert, ExpertBank
+from pipeline.models.experts import ExpertBank, make_expert
 
 
 def assign_argmax(scores: torch.Tensor) -> torch.Tensor:
@@ -60,8 +60,9 @@ class StepStats:
 
 def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer,
              opt_d: torch.optim.Optimizer, x_canon: torch.Tensor, x_trans: torch.Tensor,
-             assignment: str, cap: int, autocast: torch.dtype | None = None) -> StepStats:
-    """`autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off."""
+             assignment: str, cap: int, identity_weight: float, autocast: torch.dtype | None) -> StepStats:
+    """`identity_weight`: adds identity_weight * mean |E(x) - x| to each winner's loss (0 = the paper's
+    loss). `autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off."""
     b, n = x_trans.shape[0], bank.n
     amp = lambda: torch.autocast(x_trans.device.type, dtype=autocast, enabled=autocast is not None)  # noqa: E731
     with torch.no_grad(), amp():
@@ -82,7 +83,10 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
         per_sample = F.softplus(-disc(y).float())                # -log D(E_owner(x))
     opt_e.zero_grad(set_to_none=True)
     params = [p for p in bank.parameters() if p.requires_grad]
-    torch.autograd.backward(per_sample.sum() / b, inputs=params)
+    total = per_sample.sum()
+    if identity_weight:
+        total = total + identity_weight * (y.float() - x_trans).abs().flatten(1).mean(1).sum()
+    torch.autograd.backward(total / b, inputs=params)
     wins = torch.bincount(owner, minlength=n)
     for i in (wins == 0).nonzero(as_tuple=True)[0].tolist():    # losers: no update at all
         for p in bank.expert_params(i):
@@ -138,7 +142,7 @@ def pretrain_identity(experts: list[torch.nn.Module], x: torch.Tensor, lr: float
     return max_iterations
 
 
-def pretrained_bank(num_experts: int, channels: int, width: int, shared: bool, perturb: float,
+def pretrained_bank(num_experts: int, channels: int, width: int, arch: str, shared: bool, perturb: float,
                     x: torch.Tensor, lr: float, batch_size: int, threshold: float, max_iterations: int,
                     generator: torch.Generator, log=None) -> tuple[ExpertBank, int]:
     """A bank of experts initialised to approximately the identity on `x` (on x's device).
@@ -146,9 +150,9 @@ def pretrained_bank(num_experts: int, channels: int, width: int, shared: bool, p
     shared: pretrain one expert and give every expert a perturbed copy (N' times less work);
     otherwise pretrain every expert on its own random batches. Returns (bank, iterations)."""
     fmt = torch.channels_last
-    bank = ExpertBank(num_experts, channels, width, batched=False).to(x.device, memory_format=fmt)
+    bank = ExpertBank(num_experts, channels, width, False, arch).to(x.device, memory_format=fmt)
     if shared:
-        source = Expert(channels, width).to(x.device, memory_format=fmt)
+        source = make_expert(arch, channels, width).to(x.device, memory_format=fmt)
         its = pretrain_identity([source], x, lr, batch_size, threshold, max_iterations, generator, log)
         perturbed_copies(source, bank, perturb, generator)
     else:

@@ -52,7 +52,8 @@ def build(experts: Experts, channels: int, size: int, device, bank_state: dict,
           disc_state: dict | None = None) -> tuple[ExpertBank, Discriminator]:
     """The competitive-phase models on `device`: the bank (frozen norm statistics, in the form
     `experts.batched` picks for the device) and the discriminator (new unless `disc_state`)."""
-    bank = ExpertBank(experts.num_experts, channels, experts.channels, use_batched(experts.batched, device))
+    bank = ExpertBank(experts.num_experts, channels, experts.channels, use_batched(experts.batched, device, experts.arch),
+                      experts.arch)
     bank.load_state_dict(bank_state)
     bank.freeze_norm_stats()
     disc = Discriminator(channels, size)
@@ -123,7 +124,7 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
         ic = torch.randint(len(x_canon), (cfg.batch_size,), generator=state.generator).to(dev)
         itr = torch.randint(len(x_trans), (cfg.batch_size,), generator=state.generator).to(dev)
         s = icm.icm_step(state.bank, state.disc, state.opt_e, state.opt_d, x_canon[ic], x_trans[itr],
-                         cfg.assignment, cap, amp)
+                         cfg.assignment, cap, cfg.identity_weight, amp)
         if cfg.reseed_every:
             maybe_reseed(state, s.preferred, cfg, it, log)
         state.seconds += time.perf_counter() - start

@@ -1,7 +1,8 @@
 """Named mechanisms M_j: small pure functions on image batches (N x C x H x W, values in [0, 1]).
 
-Each registry entry takes the batch and a `Strength` (the params that set how strong the
-mechanisms are, plus the random generator for stochastic ones) and returns a new batch.
+Two registries: MECHANISMS (the paper's MNIST set) and FACE_MECHANISMS (the faces ground-truth
+mode). Each entry takes the batch and a strength object (the params that set how strong the
+mechanisms are: `Strength` for MNIST, `FaceStrength` for faces) and returns a new batch.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import dataclasses as dc
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 
 @dc.dataclass(frozen=True)
@@ -16,6 +18,16 @@ class Strength:
     shift: int
     noise_std: float
     generator: torch.Generator
+
+
+@dc.dataclass(frozen=True)
+class FaceStrength:
+    shift: int          # translation, pixels (down and right)
+    cast: float         # colour cast: added to red, subtracted from blue
+    brightness: float   # brightness_contrast: added after ...
+    contrast: float     # ... scaling the deviation from mid-grey by this factor
+    band: float         # occlusion band height, as a fraction of the image height (at the eyes)
+    blur: float         # gaussian blur sigma, as a fraction of the image size
 
 
 def translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -37,6 +49,36 @@ def gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator) -> t
     return (x + noise).clamp_(0.0, 1.0)
 
 
+def colour_cast(x: torch.Tensor, amount: float) -> torch.Tensor:
+    tint = torch.tensor([amount, 0.0, -amount], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x + tint).clamp(0.0, 1.0)
+
+
+def brightness_contrast(x: torch.Tensor, brightness: float, contrast: float) -> torch.Tensor:
+    return ((x - 0.5) * contrast + 0.5 + brightness).clamp(0.0, 1.0)
+
+
+def occlusion_band(x: torch.Tensor, fraction: float) -> torch.Tensor:
+    """A black horizontal band over the eyes (centred at 40% of the height)."""
+    h = x.shape[-2]
+    rows = max(1, round(fraction * h))
+    top = max(0, round(0.4 * h - rows / 2))
+    out = x.clone()
+    out[..., top: top + rows, :] = 0.0
+    return out
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable gaussian blur (radius 3 sigma, reflect padding), per channel."""
+    r = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    y = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
 def _shift(dy: int, dx: int) -> Callable[[torch.Tensor, Strength], torch.Tensor]:
     return lambda x, s: translate(x, dy * s.shift, dx * s.shift)
 
@@ -55,11 +97,21 @@ MECHANISMS: dict[str, Callable[[torch.Tensor, Strength], torch.Tensor]] = {
 }
 
 
-def apply(names: tuple[str, ...], x: torch.Tensor, mech_ids: torch.Tensor, strength: Strength) -> torch.Tensor:
-    """Apply mechanism `names[mech_ids[i]]` to image i."""
+FACE_MECHANISMS: dict[str, Callable[[torch.Tensor, FaceStrength], torch.Tensor]] = {
+    "hflip": lambda x, s: x.flip(-1),
+    "colour_cast": lambda x, s: colour_cast(x, s.cast),
+    "brightness_contrast": lambda x, s: brightness_contrast(x, s.brightness, s.contrast),
+    "occlusion": lambda x, s: occlusion_band(x, s.band),
+    "blur": lambda x, s: gaussian_blur(x, s.blur * x.shape[-1]),
+    "translate": lambda x, s: translate(x, s.shift, s.shift),
+}
+
+
+def apply(names: tuple[str, ...], x: torch.Tensor, mech_ids: torch.Tensor, strength) -> torch.Tensor:
+    """Apply mechanism `names[mech_ids[i]]` to image i (from MECHANISMS or FACE_MECHANISMS)."""
     out = torch.empty_like(x)
     for j, name in enumerate(names):
         idx = (mech_ids == j).nonzero(as_tuple=True)[0]
         if len(idx):
-            out[idx] = MECHANISMS[name](x[idx], strength)
+            out[idx] = {**MECHANISMS, **FACE_MECHANISMS}[name](x[idx], strength)
     return out

@@ -53,3 +53,24 @@ def main(fn):
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
     return wrapper
+
+
+def skip_if_unavailable(paths, stage: str, outputs: list) -> bool:
+    """If the download stage found no data (FaceARG absent), write each declared output as a small
+    placeholder saying why (a folder gets SKIPPED.txt), log it, and return True; else False."""
+    from pipeline.io import atomic_path, load_json, save_json, save_text
+
+    status = load_json(paths.raw / "status.json")
+    if status["available"]:
+        return False
+    for out in outputs:
+        if out.suffix:
+            if out.suffix == ".md":
+                save_text(f"# {paths.dataset}: skipped\n\n{status['message']}\n", out)
+            else:
+                save_json({"skipped": True, "reason": status["message"]}, out)
+        else:
+            with atomic_path(out, is_dir=True) as tmp:
+                (tmp / "SKIPPED.txt").write_text(status["message"] + "\n")
+    log(f"{stage}: skipped: {status['message']}")
+    return True

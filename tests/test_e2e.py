@@ -13,6 +13,7 @@ import yaml
 from tests.conftest import ROOT, with_overrides
 
 TINY = {
+    "datasets": ["mnist"],
     "mnist.classifier.epochs": 1,
     "mnist.experts.num_experts": 3,
     "mnist.experts.channels": 8,
@@ -25,25 +26,29 @@ TINY = {
 }
 
 
-def dvc(cwd, *args):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+def dvc(cwd, *args, env: dict | None = None):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
     r = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, params):
-    root = tmp_path_factory.mktemp("repo")
+def make_repo(root: Path, params: dict) -> Path:
+    """A git + DVC project in `root` with this repo's code and pipeline, and `params`."""
     for item in ("pipeline", "dvc.yaml", ".dvcignore", "reports/variants"):
         src = ROOT / item
         (root / item).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / item)
     (root / ".dvc").mkdir()
     shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
-    (root / "params.yaml").write_text(yaml.safe_dump(with_overrides(params, TINY)))
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     return root
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, params):
+    return make_repo(tmp_path_factory.mktemp("repo"), with_overrides(params, TINY))
 
 
 def test_repro_follows_the_metrics_contract_and_reruns_only_what_changed(repo):

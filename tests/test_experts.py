@@ -6,8 +6,8 @@ from pipeline.models.experts import ExpertBank, use_batched
 
 def twin_banks(n, channels=1):
     torch.manual_seed(0)
-    loop = ExpertBank(n, channels, 8, batched=False)
-    batched = ExpertBank(n, channels, 8, batched=True)
+    loop = ExpertBank(n, channels, 8, False, "paper")
+    batched = ExpertBank(n, channels, 8, True, "paper")
     batched.load_state_dict(loop.state_dict())
     # Distinct, non-trivial norm statistics per expert.
     for bank in (loop, batched):
@@ -60,10 +60,10 @@ def test_forward_assigned_leaves_experts_without_samples_out_of_the_graph():
 
 
 def test_auto_form_is_per_expert_on_cpu_and_batched_on_gpu():
-    assert use_batched("auto", torch.device("cpu")) is False
-    assert use_batched("auto", torch.device("cuda")) is True
-    assert use_batched("true", torch.device("cpu")) is True
-    assert use_batched("false", torch.device("cuda")) is False
+    assert use_batched("auto", torch.device("cpu"), "paper") is False
+    assert use_batched("auto", torch.device("cuda"), "paper") is True
+    assert use_batched("true", torch.device("cpu"), "paper") is True
+    assert use_batched("false", torch.device("cuda"), "paper") is False
 
 
 def test_fast_elu_matches_torch_elu_in_value_and_gradient():

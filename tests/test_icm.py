@@ -32,7 +32,7 @@ def test_capacity_too_small_is_refused():
 
 def make(n=3, seed=0):
     torch.manual_seed(seed)
-    bank = ExpertBank(n, 1, 8, batched=False)
+    bank = ExpertBank(n, 1, 8, False, "paper")
     bank.freeze_norm_stats()
     disc = Discriminator(1, 12, widths=(4, 8, 8), hidden=16)
     return bank, disc
@@ -49,7 +49,7 @@ def test_step_updates_only_the_winners():
     with torch.no_grad():
         scores = disc(bank.forward_all(x_trans).flatten(0, 1)).view(8, 3)
     expected_winners = set(scores.argmax(1).tolist())
-    s = icm.icm_step(bank, disc, opt_e, opt_d, torch.rand(8, 1, 12, 12), x_trans, "argmax", 8)
+    s = icm.icm_step(bank, disc, opt_e, opt_d, torch.rand(8, 1, 12, 12), x_trans, "argmax", 8, 0.0, None)
     assert set(np.flatnonzero(s.wins).tolist()) == expected_winners
     for i, e in enumerate(bank.experts):
         changed = any(not torch.equal(a, b) for a, b in zip(before[i], e.parameters()))
@@ -71,7 +71,7 @@ def test_bf16_autocast_step_keeps_fp32_weights_and_tracks_the_fp32_step():
     for (bank, disc), amp in zip(pair, (None, torch.bfloat16)):
         opt_e = torch.optim.Adam(bank.parameters(), lr=1e-3)
         opt_d = torch.optim.Adam(disc.parameters(), lr=1e-3)
-        stats.append(icm.icm_step(bank, disc, opt_e, opt_d, xc, xt, "capacity", 4, amp))
+        stats.append(icm.icm_step(bank, disc, opt_e, opt_d, xc, xt, "capacity", 4, 0.0, amp))
         assert all(p.dtype == torch.float32 for p in [*bank.parameters(), *disc.parameters()])
     assert sum(stats[1].wins) == 8 and np.isfinite(stats[1].d_loss)
     assert abs(stats[0].d_loss - stats[1].d_loss) < 0.05   # bf16 rounding, not a different computation
@@ -89,7 +89,7 @@ def test_loser_gets_exactly_zero_gradient_even_in_batched_form():
 
 def test_pretraining_reaches_an_identity_and_stops_at_the_threshold():
     torch.manual_seed(0)
-    bank = ExpertBank(2, 1, 8, batched=False)
+    bank = ExpertBank(2, 1, 8, False, "paper")
     x = torch.rand(64, 1, 8, 8)
     its = icm.pretrain_identity(list(bank.experts), x, 1e-2, 16, 0.01, 400, torch.Generator().manual_seed(0))
     assert its < 400
@@ -99,8 +99,8 @@ def test_pretraining_reaches_an_identity_and_stops_at_the_threshold():
 
 def test_perturbed_copies_are_close_but_distinct():
     torch.manual_seed(0)
-    src = ExpertBank(1, 1, 8, batched=False).experts[0]
-    bank = ExpertBank(3, 1, 8, batched=False)
+    src = ExpertBank(1, 1, 8, False, "paper").experts[0]
+    bank = ExpertBank(3, 1, 8, False, "paper")
     icm.perturbed_copies(src, bank, 0.01, torch.Generator().manual_seed(0))
     w = [e.convs[1].weight for e in bank.experts]
     assert not torch.equal(w[0], w[1])

@@ -55,4 +55,5 @@ def test_report_examples_show_a_different_digit_per_mechanism():
 
     mech = np.array([0, 0, 1, 1, 2])
     digit = np.array([5, 0, 3, 1, 7])
-    assert pick_examples(mech, digit, 4) == [1, 3, 4]   # digit 0, digit 1, no digit 2 -> first; none for 3
+    assert pick_examples(mech, digit, 4, 1) == [1, 3, 4]   # digit 0, digit 1, no digit 2 -> first; none for 3
+    assert pick_examples(mech, None, 4, 2) == [0, 1, 2, 3, 4]   # faces: the first two of each

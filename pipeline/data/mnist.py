@@ -35,7 +35,6 @@ def load(source: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
     return load_embedded() if source == "embedded" else load_full(root)
 
 
-SPLITS = ("train", "val", "test")
 ROLES = ("canonical", "transformed")
 
 
@@ -52,7 +51,7 @@ def prepare(images: np.ndarray, digits: np.ndarray, mechanisms: tuple[str, ...],
     import torch
 
     from pipeline import mechanisms as mech
-    from pipeline.data.splits import balanced_assignment, stratified_split
+    from pipeline.data.splits import SPLITS, balanced_assignment, stratified_split
 
     pad = (image_size - images.shape[-1]) // 2
     x = torch.from_numpy(images).float().div_(255.0).unsqueeze(1)

@@ -6,6 +6,8 @@ from sklearn.model_selection import train_test_split
 
 from pipeline.errors import PipelineError
 
+SPLITS = ("train", "val", "test")
+
 
 def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
     """Split indices 0..N-1 into named disjoint parts, stratified by `labels`.

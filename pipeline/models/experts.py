@@ -74,10 +74,19 @@ class Expert(nn.Module):
         return torch.sigmoid(self.out(x))
 
 
+def make_expert(arch: str, channels: int, width: int) -> nn.Module:
+    """`paper`: the paper's Expert; `unet`: the faces U-Net (pipeline/models/unet.py)."""
+    from pipeline.models.unet import UNetExpert
+
+    return Expert(channels, width) if arch == "paper" else UNetExpert(channels, width)
+
+
 class ExpertBank(nn.Module):
-    def __init__(self, num_experts: int, channels: int, width: int, batched: bool):
+    def __init__(self, num_experts: int, channels: int, width: int, batched: bool, arch: str):
         super().__init__()
-        self.experts = nn.ModuleList(Expert(channels, width) for _ in range(num_experts))
+        if batched and arch != "paper":
+            raise ValueError(f"the batched form exists for the paper's expert only, not {arch!r}")
+        self.experts = nn.ModuleList(make_expert(arch, channels, width) for _ in range(num_experts))
         self.batched = batched
 
     @property
@@ -142,7 +151,8 @@ class ExpertBank(nn.Module):
         return list(self.experts[i].parameters())
 
 
-def use_batched(setting: str, device) -> bool:
+def use_batched(setting: str, device, arch: str) -> bool:
     """`auto`: the batched form on accelerators (launch-bound), the per-expert loop on CPU
-    (FLOP-bound; grouped convolutions measured ~0.6x the loop there, see bench/experts.py)."""
-    return device.type != "cpu" if setting == "auto" else setting == "true"
+    (FLOP-bound; grouped convolutions measured ~0.6x the loop there, see bench/experts.py).
+    Only the paper's expert has a batched form."""
+    return device.type != "cpu" and arch == "paper" if setting == "auto" else setting == "true"

@@ -1,24 +1,26 @@
-"""evaluate: assignment of held-out transformed digits to experts, purity, and classifier accuracies."""
-import numpy as np
+"""evaluate: held-out transformed samples -> winners (argmax of D) -> reports/metrics/<ds>.json
+(see pipeline/evaluation.py for both contracts) and the assignment CSV plot."""
 import pandas as pd
+import torch
 
-from pipeline import config, icm, loop, metrics
+from pipeline import config, evaluation, icm, loop
 from pipeline.io import atomic_path, load_json, load_torch, save_json
 from pipeline.models.classifier import Classifier, predict
 from pipeline.paths import Paths
-from pipeline.runtime import images_to, log, main, setup
+from pipeline.runtime import images_to, log, main, setup, skip_if_unavailable
 
 
 @main
 def run(dataset: str) -> None:
     cfg = config.load()
     ds = cfg.dataset(dataset)
-    device = setup(cfg.seed, cfg.device)
     paths = Paths(dataset)
+    if skip_if_unavailable(paths, "evaluate", [paths.metrics, paths.plots / "assignment.csv"]):
+        return
+    device = setup(cfg.seed, cfg.device)
     t = load_torch(paths.prepared / "tensors.pt")
     names = t["mechanisms"]
-    x_clean, x_trans = images_to(t["test_canonical"], device), images_to(t["test_transformed"], device)
-    y_clean, y_trans = t["test_canonical_digit"].numpy(), t["test_transformed_digit"].numpy()
+    x_trans = images_to(t["test_transformed"], device)
     mech = t["test_transformed_mech"].numpy()
     trained = load_torch(paths.models / "trained.pt")
     bank, disc = loop.build(ds.experts, x_trans.shape[1], x_trans.shape[-1], device, trained["bank"], trained["disc"])
@@ -30,27 +32,19 @@ def run(dataset: str) -> None:
     bs = ds.evaluate.batch_size
     owner, out = icm.winners(bank, disc, x_trans, bs)
     owner = owner.cpu().numpy()
-    m = metrics.assignment_matrix(mech, owner, len(names), bank.n)
-    pur = metrics.purity(m)
-    p_clean = predict(clf, x_clean, bs).cpu().numpy()
-    p_trans = predict(clf, x_trans, bs).cpu().numpy()
-    p_out = predict(clf, out, bs).cpu().numpy()
+    p_trans, p_out = (predict(clf, a, bs).cpu().numpy() for a in (x_trans, out))
     train = load_json(paths.models / "train.json")
-    result = {
-        "classifier": {"acc_clean": metrics.accuracy(p_clean, y_clean),
-                       "acc_transformed": metrics.accuracy(p_trans, y_trans),
-                       "acc_experts": metrics.accuracy(p_out, y_trans)},
-        "specialization": {"n_mechanisms": len(names), "n_experts": bank.n,
-                           "distinct_winners": metrics.distinct_winners(m),
-                           "purity_mean": float(np.nanmean(pur)), "purity_min": float(np.nanmin(pur))},
-        "train": {k: train[k] for k in ("iterations", "seconds", "iters_per_second",
-                                        "iterations_to_specialize", "seconds_to_specialize")},
-        "per_mechanism": {
-            name: {"dominant_expert": int(m[j].argmax()), "purity": float(pur[j]),
-                   "acc_transformed": metrics.accuracy(p_trans[mech == j], y_trans[mech == j]),
-                   "acc_experts": metrics.accuracy(p_out[mech == j], y_trans[mech == j])}
-            for j, name in enumerate(names)},
-    }
+    if isinstance(ds, config.MnistConfig):
+        x_clean = images_to(t["test_canonical"], device)
+        result = evaluation.mnist(names, mech, owner, bank.n, predict(clf, x_clean, bs).cpu().numpy(),
+                                  t["test_canonical_digit"].numpy(), p_trans, p_out,
+                                  t["test_transformed_digit"].numpy(), train)
+    else:
+        with torch.no_grad():
+            d_out = torch.cat([torch.sigmoid(disc(c)) for c in out.split(bs)]).cpu()
+        clean = t.get("test_transformed_clean")
+        result = evaluation.faces(names, mech, owner, bank.n, x_trans.cpu().contiguous(), out.cpu().contiguous(),
+                                  d_out, p_trans, p_out, saved, train, clean)
     save_json(result, paths.metrics)
     with atomic_path(paths.plots / "assignment.csv") as tmp:
         pd.DataFrame({"mechanism": [names[j] for j in mech], "expert": owner}).to_csv(tmp, index=False)

@@ -1,26 +1,32 @@
-"""prepare: stratified canonical/transformed splits with mechanisms applied, plus a manifest."""
+"""prepare: stratified canonical/transformed splits (mechanisms applied where synthetic), plus a manifest."""
 import math
 
 import numpy as np
+import torch
 
 from pipeline import config
-from pipeline.data import mnist
+from pipeline.data import facesets, mnist
 from pipeline.io import atomic_path
 from pipeline.paths import Paths
-from pipeline.runtime import log, main
+from pipeline.runtime import log, main, skip_if_unavailable
 
 
 @main
 def run(dataset: str) -> None:
     cfg = config.load()
-    d = cfg.dataset(dataset).data
+    ds = cfg.dataset(dataset)
     paths = Paths(dataset)
-    raw = np.load(paths.raw / "mnist.npz")
-    tensors, manifest = mnist.prepare(
-        raw["images"], raw["labels"], d.mechanisms, d.image_size, d.test_fraction, d.val_fraction,
-        d.shift, math.sqrt(d.noise_variance), cfg.seed)
-    tensors["mechanisms"] = list(d.mechanisms)
-    import torch
+    if skip_if_unavailable(paths, "prepare", [paths.prepared]):
+        return
+    d = ds.data
+    if isinstance(ds, config.MnistConfig):
+        raw = np.load(paths.raw / "mnist.npz")
+        tensors, manifest = mnist.prepare(
+            raw["images"], raw["labels"], d.mechanisms, d.image_size, d.test_fraction, d.val_fraction,
+            d.shift, math.sqrt(d.noise_variance), cfg.seed)
+        tensors["mechanisms"] = list(d.mechanisms)
+    else:
+        tensors, manifest = facesets.prepare(paths.raw, d, cfg.seed)
     with atomic_path(paths.prepared, is_dir=True) as tmp:
         torch.save(tensors, tmp / "tensors.pt")
         manifest.to_csv(tmp / "manifest.csv", index=False)

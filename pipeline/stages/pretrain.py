@@ -6,7 +6,7 @@ import torch
 from pipeline import config, icm
 from pipeline.io import load_torch, save_curves, save_torch
 from pipeline.paths import Paths
-from pipeline.runtime import images_to, log, main, setup
+from pipeline.runtime import images_to, log, main, setup, skip_if_unavailable
 
 
 @main
@@ -16,6 +16,8 @@ def run(dataset: str) -> None:
     e, p = ds.experts, ds.pretrain
     device = setup(cfg.seed, cfg.device)
     paths = Paths(dataset)
+    if skip_if_unavailable(paths, "pretrain", [paths.models / "pretrained.pt", paths.plots / "pretrain"]):
+        return
     x = images_to(load_torch(paths.prepared / "tensors.pt")["train_transformed"], device)
     curve = []
 
@@ -25,7 +27,7 @@ def run(dataset: str) -> None:
             log(f"pretrain: iteration {it} mse {curve[-1][1]:.5f}")
 
     start = time.perf_counter()
-    bank, its = icm.pretrained_bank(e.num_experts, x.shape[1], e.channels, p.shared, p.perturb, x, p.lr,
+    bank, its = icm.pretrained_bank(e.num_experts, x.shape[1], e.channels, e.arch, p.shared, p.perturb, x, p.lr,
                                     p.batch_size, p.mse_threshold, p.max_iterations,
                                     torch.Generator().manual_seed(cfg.seed), progress)
     seconds = time.perf_counter() - start

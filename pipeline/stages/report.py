@@ -5,9 +5,9 @@ import torch
 from pipeline import config, loop, metrics, report
 from pipeline.io import atomic_path, load_json, load_torch, save_text
 from pipeline.paths import Paths
-from pipeline.runtime import log, main, setup
+from pipeline.runtime import log, main, setup, skip_if_unavailable
 
-VARIANTS = "reports/variants/{dataset}.md"   # written by bench/variants.py, embedded when present
+VARIANTS = "reports/variants/{dataset}.md"   # written by bench/variants*.py, embedded when present
 
 
 def read_curves(directory) -> dict:
@@ -21,15 +21,18 @@ def run(dataset: str) -> None:
     ds = cfg.dataset(dataset)
     device = setup(cfg.seed, "cpu")
     paths = Paths(dataset)
+    if skip_if_unavailable(paths, "report", [paths.figures, paths.report]):
+        return
     t = load_torch(paths.prepared / "tensors.pt")
     names = t["mechanisms"]
     result = load_json(paths.metrics)
     assign = pd.read_csv(paths.plots / "assignment.csv")
     matrix = metrics.assignment_matrix(assign["mechanism"].map(names.index).to_numpy(),
                                        assign["expert"].to_numpy(), len(names), ds.experts.num_experts)
-    # One held-out sample per mechanism (of digit j mod 10 where there is one), through every expert.
-    mech, digit = t["test_transformed_mech"].numpy(), t["test_transformed_digit"].numpy()
-    rows = report.pick_examples(mech, digit, len(names))
+    # Held-out samples per mechanism (MNIST: one, of digit j mod 10 where there is one; faces: two),
+    # through every expert.
+    mech, digit = t["test_transformed_mech"].numpy(), t.get("test_transformed_digit")
+    rows = report.pick_examples(mech, None if digit is None else digit.numpy(), len(names), 1 if digit is not None else 2)
     trained = load_torch(paths.models / "trained.pt")
     bank, disc = loop.build(ds.experts, *t["test_transformed"].shape[1::2], device, trained["bank"], trained["disc"])
     x = t["test_transformed"][rows]
@@ -40,8 +43,10 @@ def run(dataset: str) -> None:
     with atomic_path(paths.figures, is_dir=True) as tmp:
         report.curves_figure(read_curves(paths.plots / "train"), bank.n, tmp / "curves.png")
         report.heatmap_figure(matrix, names, tmp / "assignment.png", "held-out test: mechanism x winner")
-        report.sample_grid_figure(t["test_transformed_clean"][rows].numpy(), x.numpy(), outs.numpy(),
-                                  win.numpy(), [names[mech[r]] for r in rows], tmp / "samples.png")
+        paired = "test_transformed_clean" in t   # else: unpaired canonical faces for comparison
+        first = t["test_transformed_clean"][rows] if paired else t["test_canonical"][: len(rows)]
+        report.sample_grid_figure(first.numpy(), x.numpy(), outs.numpy(), win.numpy(), [names[mech[r]] for r in rows],
+                                  "original" if paired else "canonical", tmp / "samples.png")
     rel = paths.figures.relative_to(paths.report.parent)
     figs = {"training curves": f"{rel}/curves.png", "assignment heatmap": f"{rel}/assignment.png",
             "samples (winner framed red)": f"{rel}/samples.png"}

@@ -5,7 +5,7 @@ import json
 from pipeline import config, loop
 from pipeline.io import load_torch, save_curves, save_json, save_torch
 from pipeline.paths import Paths
-from pipeline.runtime import images_to, log, main, setup
+from pipeline.runtime import images_to, log, main, setup, skip_if_unavailable
 
 
 @main
@@ -15,6 +15,9 @@ def run(dataset: str) -> None:
     e, tc = ds.experts, ds.train
     device = setup(cfg.seed, cfg.device)
     paths = Paths(dataset)
+    if skip_if_unavailable(paths, "train", [paths.models / "trained.pt", paths.models / "train.json", paths.checkpoints,
+                                              paths.plots / "train"]):
+        return
     t = load_torch(paths.prepared / "tensors.pt")
     pre_path = paths.models / "pretrained.pt"
     pre = load_torch(pre_path)

@@ -1,0 +1,94 @@
+"""End to end on faces: `dvc repro` of the faces, faces_synthetic and facearg chains in a temporary
+copy of the repo, on a small archive cut from the real UTKFace mirror (a few dozen faces per group,
+plus a malformed name and a corrupt JPEG); FaceARG is absent and must be skipped, not failed."""
+import io
+import json
+import os
+import tarfile
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import with_overrides
+from tests.test_e2e import dvc, make_repo
+
+PER_GROUP = 36
+GROUPS = {"0": "white", "1": "black", "2": "asian"}
+
+
+def cut_mirror(dest) -> None:
+    """UTKFace.tar.gz with the first PER_GROUP faces of each of GROUPS, streamed from the mirror."""
+    mirror = os.environ.get("ICM_DATA_MIRROR")
+    if not mirror or not os.path.isfile(os.path.join(mirror, "UTKFace.tar.gz")):
+        pytest.skip("ICM_DATA_MIRROR is not set or holds no UTKFace.tar.gz")
+    counts = dict.fromkeys(GROUPS, 0)
+    with tarfile.open(os.path.join(mirror, "UTKFace.tar.gz"), "r|gz") as src, \
+            tarfile.open(dest / "UTKFace.tar.gz", "w:gz") as out:
+        for m in src:
+            race = m.name.split("/")[-1].split("_")[2] if m.name.count("_") >= 3 else None
+            if m.isfile() and race in counts and counts[race] < PER_GROUP:
+                counts[race] += 1
+                out.addfile(m, src.extractfile(m))
+            if min(counts.values()) >= PER_GROUP:
+                break
+        for name, data in (("UTKFace/39_1_20170116174525125.jpg.chip.jpg", b"\xff\xd8\xff"),  # malformed name
+                           ("UTKFace/30_0_2_20990101000000000.jpg.chip.jpg", b"\xff\xd8\xffnot a jpeg")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+
+
+TINY = {
+    "datasets": ["faces", "faces_synthetic", "facearg"],
+    **{f"{ds}.{k}": v for ds in ("faces", "faces_synthetic", "facearg") for k, v in {
+        "data.source.sha256": None, "data.cap_per_group": 30, "data.test_fraction": 0.2,
+        "data.val_fraction": 0.2, "classifier.epochs": 1, "experts.channels": 4,
+        "pretrain.max_iterations": 3, "train.iterations": 4, "train.check_every": 2,
+        "train.checkpoint_every": 2, "train.check_size": 20, "train.batch_size": 12}.items()},
+    "faces_synthetic.data.mechanisms": ["hflip", "occlusion", "blur"],
+    "faces_synthetic.experts.num_experts": 3,
+    "faces.experts.arch": "paper",
+}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, params):
+    mirror = tmp_path_factory.mktemp("mirror")
+    cut_mirror(mirror)
+    root = make_repo(tmp_path_factory.mktemp("repo"), with_overrides(params, TINY))
+    return root, mirror
+
+
+def test_faces_chains_follow_the_contracts_and_facearg_is_skipped(repo):
+    root, mirror = repo
+    out = dvc(root, "repro", env={"ICM_DATA_MIRROR": str(mirror)})
+    assert "skipped: FaceARG not found" in out
+    assert json.loads((root / "reports/metrics/facearg.json").read_text())["skipped"] is True
+
+    status = json.loads((root / "data/faces/raw/status.json").read_text())
+    assert status["skipped"] == {"unreadable image": 1, next(k for k in status["skipped"] if "malformed" in k): 1}
+    assert status["per_group"] == {"white": 36, "black": 36, "asian": 36}   # the corrupt file is not counted
+
+    m = json.loads((root / "reports/metrics/faces.json").read_text())
+    assert m["specialization"]["n_mechanisms"] == 2 and m["specialization"]["n_experts"] == 2
+    for key in ("val_acc", "test_acc", "canonical_rate_inputs", "canonical_rate_outputs"):
+        assert 0 <= m["classifier"][key] <= 1
+    assert 0 < m["d_score_outputs"] < 1 and -1 <= m["ssim_input_output"] <= 1
+    assert m["collapse"]["input_spread"] > 0 and m["train"]["iterations"] == 4
+    assert set(m["assignment"]) == {"white", "black"}
+
+    s = json.loads((root / "reports/metrics/faces_synthetic.json").read_text())
+    assert s["specialization"]["n_mechanisms"] == 3 and 0 <= s["specialization"]["distinct_winners"] <= 3
+    assert set(s["per_mechanism"]) == {"hflip", "occlusion", "blur"}
+    assert s["psnr_inputs"] > 5 and s["psnr_outputs"] > 0
+    t = torch.load(root / "data/faces_synthetic/prepared/tensors.pt")
+    assert t["train_transformed"].shape[1:] == (3, 32, 32)
+    assert torch.equal(t["train_transformed"][t["train_transformed_mech"] == 0],
+                       t["train_transformed_clean"][t["train_transformed_mech"] == 0].flip(-1))
+    for ds in ("faces", "faces_synthetic"):
+        assert (root / f"reports/figures/{ds}/samples.png").stat().st_size > 1000
+        assert "## specialization" in (root / f"reports/{ds}.md").read_text()
+    assert "skipped" in (root / "reports/facearg.md").read_text()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert params["faces"]["data"]["source"]["sha256"] is None
