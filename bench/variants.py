@@ -25,7 +25,8 @@ import yaml
 from pipeline import config, evaluation, icm, loop, metrics
 from pipeline.data import mnist
 from pipeline.io import load_torch, save_json, save_text
-from pipeline.models.classifier import Classifier, predict
+from pipeline.models import classifier
+from pipeline.models.classifier import predict
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, setup
 
@@ -113,7 +114,7 @@ def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int
         loop.train(state, xc, xt, xv, mv.numpy(), n_mech, tc, maybe_stop)
     except Stop:
         pass
-    m, _ = loop.check(state, xv, mv.numpy(), n_mech, tc.purity_threshold, 256)
+    m, _, _ = loop.check(state, xv, mv.numpy(), n_mech, tc.purity_threshold, 256)
     spec = state.specialized_at
     row = {"seed": seed, "threads": torch.get_num_threads(), "pretrain_iterations": its,
            "pretrain_seconds": round(pre_s, 1), "iterations": state.iteration,
@@ -133,8 +134,7 @@ def test_metrics(dataset: str, state: loop.State, t: dict) -> dict:
     x = t["test_transformed"].contiguous()
     owner, out = icm.winners(state.bank, state.disc, x, 250)
     saved = load_torch(Paths(dataset).models / "classifier.pt")
-    clf = Classifier(x.shape[1], x.shape[-1], saved["num_classes"])
-    clf.load_state_dict(saved["state"])
+    clf = classifier.load(saved, x.shape[1], x.shape[-1], "cpu")
     with torch.no_grad():
         d_out = torch.sigmoid(state.disc(out))
     r = evaluation.faces(t["mechanisms"], t["test_transformed_mech"].numpy(), owner.numpy(), state.bank.n, x, out,

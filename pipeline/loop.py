@@ -75,10 +75,11 @@ def new_state(bank: ExpertBank, disc: Discriminator, cfg: Train, seed: int) -> S
 
 
 def check(state: State, x: torch.Tensor, mech: np.ndarray, n_mech: int, threshold: float, batch_size: int):
-    """Assignment of a held-out transformed batch under the plain argmax rule."""
-    owner, _ = icm.winners(state.bank, state.disc, x, batch_size)
+    """Assignment of a held-out transformed batch under the plain argmax rule.
+    Returns (mechanism x expert counts, specialised?, the winners' outputs)."""
+    owner, out = icm.winners(state.bank, state.disc, x, batch_size)
     m = metrics.assignment_matrix(mech, owner.cpu().numpy(), n_mech, state.bank.n)
-    return m, metrics.specialized(m, threshold)
+    return m, metrics.specialized(m, threshold), out
 
 
 def lr_scale(it: int, iterations: int, final: float) -> float:
@@ -108,8 +109,10 @@ def maybe_reseed(state: State, preferred: list[int], cfg: Train, it: int, log=No
 
 
 def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: torch.Tensor,
-          mech_check: np.ndarray, n_mech: int, cfg: Train, on_checkpoint=None, log=None) -> State:
-    """Run from state.iteration to cfg.iterations; records curves and the first specialised check."""
+          mech_check: np.ndarray, n_mech: int, cfg: Train, on_checkpoint=None, log=None, monitor=None) -> State:
+    """Run from state.iteration to cfg.iterations; records curves and the first specialised check.
+    `monitor(outputs) -> {name: value}`, if given, is called at each check on the winners' outputs for
+    the check batch (e.g. an evaluator's verdict); its values become curves `monitor/<name>`."""
     cap = icm.capacity(cfg.batch_size, state.bank.n, cfg.capacity_factor)
     amp = torch.bfloat16 if cfg.precision == "bf16" else None
     dev = x_trans.device
@@ -136,8 +139,10 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
                 c[f"loss/expert_{i}"].append((it, s.loss[i]))
                 c[f"score/expert_{i}"].append((it, s.score[i]))
         if it % cfg.check_every == 0 or it == cfg.iterations:
-            m, ok = check(state, x_check, mech_check, n_mech, cfg.purity_threshold, 256)
+            m, ok, out = check(state, x_check, mech_check, n_mech, cfg.purity_threshold, 256)
             pur = metrics.purity(m)
+            for name, value in (monitor(out) if monitor else {}).items():
+                c[f"monitor/{name}"].append((it, value))
             c["specialization/distinct_winners"].append((it, metrics.distinct_winners(m)))
             c["specialization/purity_mean"].append((it, float(np.nanmean(pur))))
             c["specialization/purity_min"].append((it, float(np.nanmin(pur))))

@@ -28,33 +28,50 @@ def pick_examples(mech: np.ndarray, digit: np.ndarray | None, n_mech: int, per: 
 
 
 def curves_figure(curves: dict[str, list[tuple[int, float]]], n_experts: int, path: Path) -> None:
-    """Per-expert loss, score and win counts, D's loss, and the periodic specialisation check."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    """Per-expert loss, score and win counts; D's loss; the periodic specialisation check; and the
+    evaluator's verdict on the check batch's winners (curves `monitor/*`)."""
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7))
     panels = [("loss", "-log D(E(x)) on won samples"), ("score", "mean D(E(x)) on won samples"),
               ("wins", "samples won per step")]
     cmap = plt.get_cmap("tab10" if n_experts <= 10 else "tab20")
-    for ax, (name, title) in zip(axes.flat, panels):
+    for ax, (name, title) in zip(axes[0], panels):
         for i in range(n_experts):
-            pts = np.array(curves.get(f"{name}/expert_{i}", []), dtype=float).reshape(-1, 2)
+            pts = _points(curves, f"{name}/expert_{i}")
             if len(pts):
                 y = _smooth(pts[:, 1])
                 ax.plot(pts[len(pts) - len(y):, 0], y, color=cmap(i % cmap.N), lw=1, label=f"E{i}")
         ax.set_title(title + " (smoothed)")
-        ax.set_xlabel("iteration")
     axes[0, 0].legend(ncol=2, fontsize=7)
+    pts = _points(curves, "d_loss")
+    if len(pts):
+        y = _smooth(pts[:, 1])
+        axes[1, 0].plot(pts[len(pts) - len(y):, 0], y, color="black", lw=1)
+    axes[1, 0].set_title("discriminator BCE loss (smoothed)")
     ax = axes[1, 1]
     for name, style in (("distinct_winners", "-"), ("purity_mean", "--"), ("purity_min", ":")):
-        pts = np.array(curves.get(f"specialization/{name}", []), dtype=float).reshape(-1, 2)
+        pts = _points(curves, f"specialization/{name}")
         if len(pts):
             y = pts[:, 1] / (max(pts[:, 1].max(), 1) if name == "distinct_winners" else 1)
             ax.plot(pts[:, 0], y, style, label=name + (" (share)" if name == "distinct_winners" else ""))
     ax.set_ylim(0, 1.05)
     ax.set_title("held-out check (argmax assignment)")
-    ax.set_xlabel("iteration")
     ax.legend(fontsize=8)
+    ax = axes[1, 2]
+    for name in sorted(k for k in curves if k.startswith("monitor/")):
+        pts = _points(curves, name)
+        ax.plot(pts[:, 0], pts[:, 1], label=name.split("/", 1)[1])
+    ax.set_ylim(0, 1.05)
+    ax.set_title("evaluator on the check batch's winners")
+    ax.legend(fontsize=8)
+    for ax in axes.flat:
+        ax.set_xlabel("iteration")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _points(curves: dict, name: str) -> np.ndarray:
+    return np.array(curves.get(name, []), dtype=float).reshape(-1, 2)
 
 
 def heatmap_figure(matrix: np.ndarray, row_names: list[str], path: Path, title: str) -> None:

@@ -19,6 +19,13 @@ class Classifier(nn.Module):
         return self.net(x)
 
 
+def load(saved: dict, channels: int, image_size: int, device) -> Classifier:
+    """The classifier from the dict the classifier stage saves (models/<ds>/classifier.pt)."""
+    model = Classifier(channels, image_size, saved["num_classes"])
+    model.load_state_dict(saved["state"])
+    return model.to(device).eval()
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     model.eval()

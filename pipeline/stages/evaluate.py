@@ -5,7 +5,8 @@ import torch
 
 from pipeline import config, evaluation, icm, loop
 from pipeline.io import atomic_path, load_json, load_torch, save_json
-from pipeline.models.classifier import Classifier, predict
+from pipeline.models import classifier
+from pipeline.models.classifier import predict
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, log, main, setup, skip_if_unavailable
 
@@ -25,9 +26,7 @@ def run(dataset: str) -> None:
     trained = load_torch(paths.models / "trained.pt")
     bank, disc = loop.build(ds.experts, x_trans.shape[1], x_trans.shape[-1], device, trained["bank"], trained["disc"])
     saved = load_torch(paths.models / "classifier.pt")
-    clf = Classifier(x_trans.shape[1], x_trans.shape[-1], saved["num_classes"])
-    clf.load_state_dict(saved["state"])
-    clf.to(device)
+    clf = classifier.load(saved, x_trans.shape[1], x_trans.shape[-1], device)
 
     bs = ds.evaluate.batch_size
     owner, out = icm.winners(bank, disc, x_trans, bs)

@@ -2,7 +2,12 @@
 import hashlib
 import json
 
+import torch
+
 from pipeline import config, loop
+from pipeline.data.tasks import CANONICAL
+from pipeline.models import classifier
+from pipeline.models.classifier import predict
 from pipeline.io import load_torch, save_curves, save_json, save_torch
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, log, main, setup, skip_if_unavailable
@@ -42,9 +47,21 @@ def run(dataset: str) -> None:
     def checkpoint(s):
         save_torch({"fingerprint": fingerprint, "state": s.state_dict()}, ckpt)
 
+    # The evaluator watches the check batch's winners (it never touches training): MNIST digit
+    # accuracy, faces share judged canonical.
+    saved = load_torch(paths.models / "classifier.pt")
+    clf = classifier.load(saved, xt.shape[1], xt.shape[-1], device)
+    y_check = t.get("val_transformed_digit", torch.zeros(0))[: tc.check_size].to(device)
+
+    def monitor(out):
+        pred = predict(clf, out, 256)
+        if saved["task"] == "digit":
+            return {"classifier_acc_experts": float((pred == y_check).float().mean())}
+        return {"classifier_canonical_rate": float((pred == CANONICAL).float().mean())}
+
     log(f"train: {e.num_experts} experts ({'batched' if bank.batched else 'per-expert'} form) on {device}, "
         f"{tc.iterations} iterations, assignment {tc.assignment}")
-    loop.train(state, xc, xt, xv, mv.numpy(), len(t["mechanisms"]), tc, checkpoint, log)
+    loop.train(state, xc, xt, xv, mv.numpy(), len(t["mechanisms"]), tc, checkpoint, log, monitor)
 
     spec = state.specialized_at
     stats = {"iterations": state.iteration, "seconds": round(state.seconds, 2),
