@@ -31,7 +31,8 @@ from pipeline.paths import Paths
 from pipeline.runtime import images_to, setup
 
 PLAIN = {"train.reseed_every": 0, "train.lr_final_fraction": 1.0}
-SEED_STUDY = {"experts.arch": "paper", "train.identity_weight": 0.0, "train.lr_experts": 1e-3,
+PAPER = {"experts.arch": "paper", "experts.channels": 32}
+SEED_STUDY = {**PAPER, "train.identity_weight": 0.0, "train.lr_experts": 1e-3,
               "train.lr_discriminator": 1e-3, "train.reseed_every": 0}
 VARIANTS = {  # dataset -> variant name -> overrides
     "mnist": {
@@ -47,13 +48,13 @@ VARIANTS = {  # dataset -> variant name -> overrides
     },
     "faces_synthetic": {
         "paper expert, adversarial loss only, lr 1e-3": SEED_STUDY,
-        "paper expert, + L1 identity": {"experts.arch": "paper"},
+        "paper expert, + L1 identity": PAPER,
         "U-Net, adversarial loss only": {"train.identity_weight": 0.0},
         "U-Net, + L1 identity (default)": {},
     },
     "faces": {
         "paper expert, adversarial loss only, lr 1e-3": SEED_STUDY,
-        "paper expert, + L1 identity": {"experts.arch": "paper"},
+        "paper expert, + L1 identity": PAPER,
         "U-Net, adversarial loss only": {"train.identity_weight": 0.0},
         "U-Net, + L1 identity (default)": {},
     },
