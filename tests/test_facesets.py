@@ -55,7 +55,9 @@ def test_acquire_counts_bad_files_and_prepare_keeps_channel_order(cfg, archive, 
     red = t["train_canonical"]                       # asian faces were pure red
     assert red.shape[1:] == (3, 32, 32) and red.dtype == torch.float32
     assert red[:, 0].min() > 0.95 and red[:, 1:].max() < 0.05
-    white_is_green = t["train_transformed"][t["train_transformed_mech"] == 0]
+    mech = t["train_transformed_mech"]
+    assert not (mech[1:] >= mech[:-1]).all()        # groups interleaved: a prefix is a fair check batch
+    white_is_green = t["train_transformed"][mech == 0]
     assert white_is_green[:, 1].min() > 0.95 and white_is_green[:, [0, 2]].max() < 0.05
     assert {"file", "age", "gender", "race", "source", "split"} <= set(manifest.columns)
     assert manifest.groupby("race").size().to_dict() == {"asian": 20, "black": 20, "white": 20}

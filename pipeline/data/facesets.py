@@ -92,9 +92,9 @@ def prepare(raw: Path, d: FacesData, seed: int) -> tuple[dict, pd.DataFrame]:
     tensors, rows = {"mechanisms": names}, []
     for split in SPLITS:
         idx = parts[split]
-        if d.mode == "demographic":
+        if d.mode == "demographic":   # shuffled, so that any prefix (e.g. the check batch) mixes the groups
             race = picked["race"].to_numpy()[idx]
-            canon, trans = idx[race == d.canonical], idx[race != d.canonical]
+            canon, trans = rng.permutation(idx[race == d.canonical]), rng.permutation(idx[race != d.canonical])
             ids = np.array([names.index(r) for r in picked["race"].to_numpy()[trans]], dtype=np.int64)
             tensors[f"{split}_transformed"] = x[trans]
         else:
