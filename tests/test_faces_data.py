@@ -282,7 +282,7 @@ def test_facearg_archive_in_mirror_is_found_and_extracted(tmp_path, kind):
             tar.add(src, arcname="FaceARG")
     found = facearg.locate_facearg(None, str(mirror), archive.name)
     assert found == archive
-    root = facearg.facearg_root(found, tmp_path / "work" / "facearg")
+    root = facearg.facearg_root(found, tmp_path / "work" / "facearg", {"white": "white"})
     assert root == tmp_path / "work" / "facearg" / "FaceARG"
     check_folders_scan(root)
 

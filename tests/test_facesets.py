@@ -106,3 +106,19 @@ def test_faces_params_are_validated(params):
                               ("faces.experts.arch", "resnet", "arch")]:
         with pytest.raises(PipelineError, match=named):
             config.from_dict(with_overrides(params, {key: value}))
+
+
+def test_facearg_folder_is_imported_into_the_stage_output(cfg, tmp_path):
+    src = tmp_path / "FaceARG"
+    for folder, n in (("asian", 3), ("white", 2), ("unmapped", 1)):
+        (src / folder).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (40, 40), (255, 0, 0)).save(src / folder / f"{i}.jpg")
+    source = dc.replace(cfg.facearg.data.source, path=str(src))
+    out = tmp_path / "raw"
+    out.mkdir()
+    status = facesets.acquire(source, None, out, lambda m: None)
+    assert status["available"] and status["per_group"] == {"asian": 3, "white": 2}
+    assert status["skipped"] == {"folder 'unmapped' is not in the race mapping": 1}
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert all((out / "images" / f).is_file() for f in manifest["file"])   # copied, not referenced

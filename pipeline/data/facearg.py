@@ -1,6 +1,7 @@
 """FaceARG importer: a user-supplied folder or archive, labelled by race folders or by a CSV."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -25,17 +26,19 @@ def locate_facearg(path: str | None, mirror: str | None, name: str) -> Path | No
     return candidate if candidate is not None and candidate.exists() else None
 
 
-def facearg_root(found: Path, extract_dir: Path) -> Path:
-    """A folder is used as is; an archive is checked and extracted into `extract_dir`. If the
-    archive holds a single top folder, that folder is the root."""
+def facearg_root(found: Path, dest: Path, mapping: dict) -> Path:
+    """Copy a folder, or check and extract an archive, into `dest` (inside the stage output, so DVC
+    tracks the images). If everything sits in one wrapping folder that is not itself a race folder
+    of `mapping`, that folder is the root."""
     if found.is_dir():
-        return found
-    if not found.name.lower().endswith(ARCHIVE_EXTS):
+        shutil.copytree(found, dest)
+    elif found.name.lower().endswith(ARCHIVE_EXTS):
+        safe_extract(found, dest)
+    else:
         raise PipelineError(f"data: FaceARG source {found} is neither a folder nor one of {ARCHIVE_EXTS}; "
                             "point the FaceARG path param at the folder or archive")
-    safe_extract(found, extract_dir)
-    top = list(extract_dir.iterdir())
-    return top[0] if len(top) == 1 and top[0].is_dir() else extract_dir
+    top = list(dest.iterdir())
+    return top[0] if len(top) == 1 and top[0].is_dir() and top[0].name not in mapping else dest
 
 
 def _check_mapping(mapping: dict) -> dict[str, str]:

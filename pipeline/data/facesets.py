@@ -10,7 +10,6 @@ synthetic mode also f"{split}_transformed_clean" (the face before its mechanism)
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +54,8 @@ def acquire(src: FacesSource, mirror: str | None, out: Path, log) -> dict:
                    f"{mirror or '(none set)'}); its stages are skipped. FaceARG is given out by its authors on "
                    "request: set the facearg data.source.path param to your archive or folder to use it.")
             return {"available": False, "message": msg}
-        if found.is_dir():
-            shutil.copytree(found, images)
-        else:
-            safe_extract(found, images)
         lay = src.facearg
-        top = list(images.iterdir())   # an archive that wraps everything in one folder: descend
-        root = top[0] if len(top) == 1 and top[0].is_dir() and top[0].name not in lay.mapping else images
+        root = facearg.facearg_root(found, images, lay.mapping)
         frame, skipped = facearg.scan_facearg(root, lay.layout, lay.mapping, lay.csv, lay.columns)
         frame["file"] = [str((root / f).relative_to(images)) for f in frame["file"]]
     bad = [not _readable(images / f) for f in frame["file"]]
