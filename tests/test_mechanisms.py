@@ -57,3 +57,37 @@ def test_apply_routes_each_image_to_its_mechanism():
     assert torch.equal(y[0], m.translate(x[:1], 0, 1)[0])
     assert torch.equal(y[1], m.translate(x[:1], -1, 0)[0])
     assert torch.equal(y[2], 1 - x[2])
+
+
+FACE = m.FaceStrength(shift=1, cast=0.2, brightness=-0.1, contrast=0.5, band=0.25, blur=0.1)
+
+
+def rgb():
+    """A 3x4x4 image: a bright pixel at (0, 0) in every channel on mid-grey."""
+    x = torch.full((1, 3, 4, 4), 0.5)
+    x[..., 0, 0] = 1.0
+    return x
+
+
+def test_face_mechanisms_exact_effects():
+    x = rgb()
+    f = m.FACE_MECHANISMS
+    assert torch.equal(f["hflip"](x, FACE)[..., 0, 3], x[..., 0, 0])
+    cast = f["colour_cast"](x, FACE)
+    assert torch.allclose(cast[0, :, 1, 1], torch.tensor([0.7, 0.5, 0.3]))
+    assert cast[0, 0, 0, 0] == 1.0                                   # clipped at 1
+    bc = f["brightness_contrast"](x, FACE)
+    assert torch.allclose(bc[0, :, 1, 1], torch.full((3,), 0.4)) and torch.allclose(bc[0, :, 0, 0], torch.full((3,), 0.65))
+    band = f["occlusion"](x, FACE)                                   # 1 row centred at 40% of 4 rows: row 1
+    assert band[..., 1, :].abs().sum() == 0 and torch.equal(band[..., [0, 2, 3], :], x[..., [0, 2, 3], :])
+    moved = f["translate"](x, FACE)
+    assert moved[..., 1, 1].eq(1.0).all() and moved[..., 0, :].eq(0).all() and moved[..., :, 0].eq(0).all()
+
+
+def test_blur_keeps_flat_images_and_spreads_a_peak():
+    flat = torch.full((1, 3, 8, 8), 0.3)
+    assert torch.allclose(m.gaussian_blur(flat, 1.0), flat)
+    peak = torch.zeros(1, 3, 8, 8)
+    peak[..., 4, 4] = 1.0
+    y = m.gaussian_blur(peak, 1.0)
+    assert y[..., 4, 4].max() < 0.2 and y[..., 4, 5].min() > 0.05
