@@ -14,7 +14,6 @@ launch) are counted separately.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import Counter
 

@@ -26,7 +26,6 @@ from pipeline import config, evaluation, icm, loop, metrics
 from pipeline.data import mnist
 from pipeline.io import load_torch, save_json, save_text
 from pipeline.models import classifier
-from pipeline.models.classifier import predict
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, setup
 
@@ -143,16 +142,10 @@ def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int
 
 def test_metrics(dataset: str, state: loop.State, t: dict) -> dict:
     """The evaluate stage's faces metrics on the test split (classifier from models/<ds>)."""
-    x = t["test_transformed"].contiguous()
-    owner, out = icm.winners(state.bank, state.disc, x, 250)
     saved = load_torch(Paths(dataset).models / "classifier.pt")
-    clf = classifier.load(saved, x.shape[1], x.shape[-1], "cpu")
-    with torch.no_grad():
-        d_out = torch.sigmoid(state.disc(out))
-    r = evaluation.faces(t["mechanisms"], t["test_transformed_mech"].numpy(), owner.numpy(), state.bank.n, x, out,
-                         d_out, predict(clf, x, 250).numpy(), predict(clf, out, 250).numpy(), saved,
-                         {"iterations": 0, "seconds": 0, "iters_per_second": 0, "pretrain_seconds": 0},
-                         t.get("test_transformed_clean"))
+    clf = classifier.load(saved, *t["test_transformed"].shape[1::2], "cpu")
+    untimed = {"iterations": 0, "seconds": 0, "iters_per_second": 0, "pretrain_seconds": 0}
+    r, _ = evaluation.faces_on_test(state.bank, state.disc, clf, saved, t, untimed, 250, torch.device("cpu"))
     keep = {"test_distinct": r["specialization"]["distinct_winners"],
             "test_purity": round(r["specialization"]["purity_mean"], 3),
             "ssim": round(r["ssim_input_output"], 3), "spread_ratio_min": r["collapse"]["min_ratio"],

@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline import imagemetrics, metrics
+from pipeline import icm, imagemetrics, metrics
 from pipeline.data.tasks import CANONICAL
+from pipeline.models.classifier import predict
+from pipeline.runtime import images_to
 
 
 def specialization(mech: np.ndarray, owner: np.ndarray, n_mech: int, n_experts: int) -> tuple[dict, np.ndarray]:
@@ -75,18 +77,32 @@ def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
         "collapse": collapse(x, out, owner, n_experts),
         "train": {k: train[k] for k in ("iterations", "seconds", "iters_per_second", "pretrain_seconds")},
     }
-    per = {}
-    for j, name in enumerate(names):
-        sel = torch.from_numpy(mech == j)
-        per[name] = {"dominant_expert": int(m[j].argmax()), "purity": float(pur[j]),
-                     "ssim_input_output": float(ssim[sel].mean()),
-                     "canonical_rate_inputs": float(np.mean(p_trans[mech == j] == CANONICAL)),
-                     "canonical_rate_outputs": float(np.mean(p_out[mech == j] == CANONICAL))}
     if clean is not None:
         pin, pout = imagemetrics.psnr(x, clean), imagemetrics.psnr(out, clean)
         result["psnr_inputs"], result["psnr_outputs"] = float(pin.mean()), float(pout.mean())
-        for j, name in enumerate(names):
-            sel = torch.from_numpy(mech == j)
+    per = {}
+    for j, name in enumerate(names):
+        sel = mech == j
+        per[name] = {"dominant_expert": int(m[j].argmax()), "purity": float(pur[j]),
+                     "ssim_input_output": float(ssim[sel].mean()),
+                     "canonical_rate_inputs": float(np.mean(p_trans[sel] == CANONICAL)),
+                     "canonical_rate_outputs": float(np.mean(p_out[sel] == CANONICAL))}
+        if clean is not None:
             per[name].update(psnr_inputs=float(pin[sel].mean()), psnr_outputs=float(pout[sel].mean()))
     result["per_group" if clean is None else "per_mechanism"] = per
     return result
+
+
+@torch.no_grad()
+def faces_on_test(bank, disc, clf: torch.nn.Module, saved_clf: dict, t: dict, train: dict, batch_size: int,
+                  device) -> tuple[dict, np.ndarray]:
+    """Winners on the test split's transformed faces, then `faces` on them. Shared by the evaluate
+    stage and bench/variants.py. Returns (metrics, winner per sample)."""
+    x = images_to(t["test_transformed"], device)
+    owner, out = icm.winners(bank, disc, x, batch_size)
+    d_out = torch.cat([torch.sigmoid(disc(c)) for c in out.split(batch_size)]).cpu()
+    p_trans, p_out = (predict(clf, a, batch_size).cpu().numpy() for a in (x, out))
+    owner = owner.cpu().numpy()
+    result = faces(t["mechanisms"], t["test_transformed_mech"].numpy(), owner, bank.n, x.cpu().contiguous(),
+                   out.cpu().contiguous(), d_out, p_trans, p_out, saved_clf, train, t.get("test_transformed_clean"))
+    return result, owner

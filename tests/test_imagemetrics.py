@@ -1,5 +1,4 @@
 """psnr, ssim and mean_pairwise_distance on (B, C, H, W) tensors in [0, 1]."""
-import math
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """evaluate: held-out transformed samples -> winners (argmax of D) -> reports/metrics/<ds>.json
 (see pipeline/evaluation.py for both contracts) and the assignment CSV plot."""
 import pandas as pd
-import torch
 
 from pipeline import config, evaluation, icm, loop
 from pipeline.io import atomic_path, load_json, load_torch, save_json
@@ -20,30 +19,24 @@ def run(dataset: str) -> None:
         return
     device = setup(cfg.seed, cfg.device)
     t = load_torch(paths.prepared / "tensors.pt")
-    names = t["mechanisms"]
-    x_trans = images_to(t["test_transformed"], device)
-    mech = t["test_transformed_mech"].numpy()
+    names, mech = t["mechanisms"], t["test_transformed_mech"].numpy()
+    channels, size = t["test_transformed"].shape[1], t["test_transformed"].shape[-1]
     trained = load_torch(paths.models / "trained.pt")
-    bank, disc = loop.build(ds.experts, x_trans.shape[1], x_trans.shape[-1], device, trained["bank"], trained["disc"])
+    bank, disc = loop.build(ds.experts, channels, size, device, trained["bank"], trained["disc"])
     saved = load_torch(paths.models / "classifier.pt")
-    clf = classifier.load(saved, x_trans.shape[1], x_trans.shape[-1], device)
-
-    bs = ds.evaluate.batch_size
-    owner, out = icm.winners(bank, disc, x_trans, bs)
-    owner = owner.cpu().numpy()
-    p_trans, p_out = (predict(clf, a, bs).cpu().numpy() for a in (x_trans, out))
+    clf = classifier.load(saved, channels, size, device)
     train = load_json(paths.models / "train.json")
+    bs = ds.evaluate.batch_size
     if isinstance(ds, config.MnistConfig):
-        x_clean = images_to(t["test_canonical"], device)
-        result = evaluation.mnist(names, mech, owner, bank.n, predict(clf, x_clean, bs).cpu().numpy(),
-                                  t["test_canonical_digit"].numpy(), p_trans, p_out,
-                                  t["test_transformed_digit"].numpy(), train)
+        x_trans = images_to(t["test_transformed"], device)
+        owner, out = icm.winners(bank, disc, x_trans, bs)
+        owner = owner.cpu().numpy()
+        p_clean, p_trans, p_out = (predict(clf, a, bs).cpu().numpy()
+                                   for a in (images_to(t["test_canonical"], device), x_trans, out))
+        result = evaluation.mnist(names, mech, owner, bank.n, p_clean, t["test_canonical_digit"].numpy(), p_trans,
+                                  p_out, t["test_transformed_digit"].numpy(), train)
     else:
-        with torch.no_grad():
-            d_out = torch.cat([torch.sigmoid(disc(c)) for c in out.split(bs)]).cpu()
-        clean = t.get("test_transformed_clean")
-        result = evaluation.faces(names, mech, owner, bank.n, x_trans.cpu().contiguous(), out.cpu().contiguous(),
-                                  d_out, p_trans, p_out, saved, train, clean)
+        result, owner = evaluation.faces_on_test(bank, disc, clf, saved, t, train, bs, device)
     save_json(result, paths.metrics)
     with atomic_path(paths.plots / "assignment.csv") as tmp:
         pd.DataFrame({"mechanism": [names[j] for j in mech], "expert": owner}).to_csv(tmp, index=False)
