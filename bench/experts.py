@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pipeline import icm
+from pipeline.distributed import Parallel
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.experts import Expert, ExpertBank
 
@@ -36,6 +37,7 @@ class PlainICM:
         self.opts = [torch.optim.Adam(e.parameters(), lr=1e-3) for e in self.experts]
         self.disc = Discriminator(1, SIZE)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=1e-3)
+        self.par = Parallel.single(self.bank, self.disc)
 
     def step(self, xc: torch.Tensor, xt: torch.Tensor) -> None:
         outs = [e(xt) for e in self.experts]
@@ -66,10 +68,11 @@ class Ours:
         self.disc.to(memory_format=self.fmt)
         self.opt_e = torch.optim.Adam(self.bank.parameters(), lr=1e-3)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=1e-3)
+        self.par = Parallel.single(self.bank, self.disc)
 
     def step(self, xc, xt):
         icm.icm_step(self.bank, self.disc, self.opt_e, self.opt_d, xc.contiguous(memory_format=self.fmt),
-                     xt.contiguous(memory_format=self.fmt), "argmax", B, 0.0, None)
+                     xt.contiguous(memory_format=self.fmt), "argmax", B, 0.0, None, self.par)
 
 
 class CountOps(TorchDispatchMode):

@@ -175,7 +175,7 @@ class Train:
     reseed_below: float
     reseed_above: float
     reseed_perturb: float
-    precision: Literal["fp32", "bf16"]
+    precision: Literal["auto", "fp32", "bf16"]
     identity_weight: float
 
     def validate(self, key: str) -> None:
@@ -222,9 +222,19 @@ class FacesConfig:
 
 
 @dc.dataclass(frozen=True)
+class Distributed:
+    nproc: int                                   # train stage processes; > 1 relaunches it under torchrun
+    backend: Literal["auto", "gloo", "nccl"]     # auto: nccl on CUDA, gloo on CPU
+
+    def validate(self, key: str) -> None:
+        _check(self.nproc >= 1, f"{key}.nproc", f"must be >= 1, got {self.nproc}")
+
+
+@dc.dataclass(frozen=True)
 class Config:
     seed: int
     device: Literal["auto", "cpu", "cuda", "mps"]
+    distributed: Distributed
     datasets: tuple[str, ...]
     mnist: MnistConfig
     faces: FacesConfig
@@ -296,7 +306,7 @@ def from_dict(data: dict) -> Config:
         raise PipelineError("params: the file must hold a mapping of keys")
     cfg = _build(Config, data, "")
     for name in cfg.datasets:
-        _check(name in {f.name for f in dc.fields(Config)} - {"seed", "device", "datasets"},
+        _check(name in {f.name for f in dc.fields(Config)} - {"seed", "device", "distributed", "datasets"},
                "datasets", f"names unknown dataset '{name}'")
     return cfg
 

@@ -18,6 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from pipeline.distributed import Parallel
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.experts import ExpertBank, make_expert
 
@@ -60,15 +61,18 @@ class StepStats:
 
 def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer,
              opt_d: torch.optim.Optimizer, x_canon: torch.Tensor, x_trans: torch.Tensor,
-             assignment: str, cap: int, identity_weight: float, autocast: torch.dtype | None) -> StepStats:
+             assignment: str, cap: int, identity_weight: float, autocast: torch.dtype | None,
+             par: Parallel) -> StepStats:
     """`identity_weight`: adds identity_weight * mean |E(x) - x| to each winner's loss (0 = the paper's
-    loss). `autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off."""
+    loss). `autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off.
+    `par`: the data-parallel group; x_canon and x_trans are this rank's slices of the global batch,
+    `cap` is for the global batch, and the returned stats are global (see pipeline/distributed.py)."""
     b, n = x_trans.shape[0], bank.n
     amp = lambda: torch.autocast(x_trans.device.type, dtype=autocast, enabled=autocast is not None)  # noqa: E731
     with torch.no_grad(), amp():
         outs = bank.forward_all(x_trans)                        # (B, N', C, H, W)
     with amp():
-        logits = disc(torch.cat([x_canon, outs.flatten(0, 1)])).float()
+        logits = par.disc(torch.cat([x_canon, outs.flatten(0, 1)])).float()
     real, fake = logits[: x_canon.shape[0]], logits[x_canon.shape[0]:]
     d_loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
               + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
@@ -76,10 +80,11 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     d_loss.backward()
     opt_d.step()
 
-    scores = fake.detach().view(b, n)
-    owner = assign_argmax(scores) if assignment == "argmax" else assign_capacity(scores, cap)
+    scores = par.gather(fake.detach().view(b, n))               # global (B_all, N')
+    owner_all = assign_argmax(scores) if assignment == "argmax" else assign_capacity(scores, cap)
+    owner = owner_all[par.shard(len(owner_all))]
     with amp():
-        y = bank.forward_assigned(x_trans, owner)
+        y = par.assigned(x_trans, owner)
         per_sample = F.softplus(-disc(y).float())                # -log D(E_owner(x))
     opt_e.zero_grad(set_to_none=True)
     params = [p for p in bank.parameters() if p.requires_grad]
@@ -87,20 +92,21 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     if identity_weight:
         total = total + identity_weight * (y.float() - x_trans).abs().flatten(1).mean(1).sum()
     torch.autograd.backward(total / b, inputs=params)
-    wins = torch.bincount(owner, minlength=n)
-    for i in (wins == 0).nonzero(as_tuple=True)[0].tolist():    # losers: no update at all
+    wins = torch.bincount(owner_all, minlength=n)
+    for i in (wins == 0).nonzero(as_tuple=True)[0].tolist():    # losers (on every rank): no update at all
         for p in bank.expert_params(i):
             p.grad = None
     opt_e.step()
 
     with torch.no_grad():
-        w = wins.clamp(min=1).float()
-        loss = torch.zeros(n).index_add_(0, owner.cpu(), per_sample.detach().cpu()) / w.cpu()
-        prob = torch.zeros(n).index_add_(0, owner.cpu(), torch.exp(-per_sample.detach()).cpu()) / w.cpu()
+        owner_all, per_all, w = owner_all.cpu(), par.gather(per_sample.detach()).cpu(), wins.clamp(min=1).float().cpu()
+        loss = torch.zeros(n).index_add_(0, owner_all, per_all) / w
+        prob = torch.zeros(n).index_add_(0, owner_all, torch.exp(-per_all)) / w
         empty = (wins == 0).cpu()
         loss[empty], prob[empty] = float("nan"), float("nan")
     preferred = torch.bincount(scores.argmax(1), minlength=n)
-    return StepStats(d_loss.item(), wins.tolist(), loss.tolist(), prob.tolist(), preferred.tolist())
+    return StepStats(par.mean(d_loss.item(), x_trans.device), wins.tolist(), loss.tolist(), prob.tolist(),
+                     preferred.tolist())
 
 
 @torch.no_grad()

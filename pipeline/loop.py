@@ -12,6 +12,7 @@ import torch
 
 from pipeline import icm, metrics
 from pipeline.config import Experts, Train
+from pipeline.distributed import Launch, Parallel
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.experts import ExpertBank, use_batched
 
@@ -23,6 +24,7 @@ class State:
     opt_e: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     generator: torch.Generator
+    par: Parallel                        # data-parallel group (one process: plain modules)
     iteration: int = 0
     seconds: float = 0.0                 # training wall-clock so far (checks excluded)
     curves: dict = dc.field(default_factory=lambda: defaultdict(list))
@@ -63,15 +65,27 @@ def build(experts: Experts, channels: int, size: int, device, bank_state: dict,
             disc.to(device, memory_format=torch.channels_last))
 
 
-def start(bank_state: dict, experts: Experts, cfg: Train, channels: int, size: int, device, seed: int) -> State:
+def start(bank_state: dict, experts: Experts, cfg: Train, channels: int, size: int, device, seed: int,
+          launch: Launch) -> State:
     """Fresh training state from pretrained expert weights, with a new discriminator and optimisers."""
-    return new_state(*build(experts, channels, size, device, bank_state), cfg, seed)
+    return new_state(*build(experts, channels, size, device, bank_state), cfg, seed, launch)
 
 
-def new_state(bank: ExpertBank, disc: Discriminator, cfg: Train, seed: int) -> State:
+def new_state(bank: ExpertBank, disc: Discriminator, cfg: Train, seed: int, launch: Launch) -> State:
+    """`launch.world` > 1: wrap the models for DDP (the process group must be initialised)."""
     opt_e = torch.optim.Adam(bank.parameters(), lr=cfg.lr_experts)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_discriminator)
-    return State(bank, disc, opt_e, opt_d, torch.Generator().manual_seed(seed))
+    device = next(disc.parameters()).device
+    par = (Parallel.single(bank, disc) if launch.world == 1
+           else Parallel.ddp(bank, disc, launch.rank, launch.world, device))
+    return State(bank, disc, opt_e, opt_d, torch.Generator().manual_seed(seed), par)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """`bf16`: always; `auto`: bf16 on CUDA devices that support it, else fp32 (None = no autocast)."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return None
 
 
 def check(state: State, x: torch.Tensor, mech: np.ndarray, n_mech: int, threshold: float, batch_size: int):
@@ -112,10 +126,14 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
           mech_check: np.ndarray, n_mech: int, cfg: Train, on_checkpoint=None, log=None, monitor=None) -> State:
     """Run from state.iteration to cfg.iterations; records curves and the first specialised check.
     `monitor(outputs) -> {name: value}`, if given, is called at each check on the winners' outputs for
-    the check batch (e.g. an evaluator's verdict); its values become curves `monitor/<name>`."""
+    the check batch (e.g. an evaluator's verdict); its values become curves `monitor/<name>`.
+    Under DDP every rank draws the same global batch indices and keeps its slice; checks, curves and
+    `on_checkpoint` run on rank 0 only."""
     cap = icm.capacity(cfg.batch_size, state.bank.n, cfg.capacity_factor)
-    amp = torch.bfloat16 if cfg.precision == "bf16" else None
     dev = x_trans.device
+    amp = autocast_dtype(cfg.precision, dev)
+    mine = state.par.shard(cfg.batch_size)
+    lead = state.par.rank == 0
     c = state.curves
     while state.iteration < cfg.iterations:
         it = state.iteration + 1
@@ -124,10 +142,10 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
         for opt, base in ((state.opt_e, cfg.lr_experts), (state.opt_d, cfg.lr_discriminator)):
             for group in opt.param_groups:
                 group["lr"] = base * scale
-        ic = torch.randint(len(x_canon), (cfg.batch_size,), generator=state.generator).to(dev)
-        itr = torch.randint(len(x_trans), (cfg.batch_size,), generator=state.generator).to(dev)
+        ic = torch.randint(len(x_canon), (cfg.batch_size,), generator=state.generator)[mine].to(dev)
+        itr = torch.randint(len(x_trans), (cfg.batch_size,), generator=state.generator)[mine].to(dev)
         s = icm.icm_step(state.bank, state.disc, state.opt_e, state.opt_d, x_canon[ic], x_trans[itr],
-                         cfg.assignment, cap, cfg.identity_weight, amp)
+                         cfg.assignment, cap, cfg.identity_weight, amp, state.par)
         if cfg.reseed_every:
             maybe_reseed(state, s.preferred, cfg, it, log)
         state.seconds += time.perf_counter() - start
@@ -138,7 +156,7 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
             if s.wins[i]:
                 c[f"loss/expert_{i}"].append((it, s.loss[i]))
                 c[f"score/expert_{i}"].append((it, s.score[i]))
-        if it % cfg.check_every == 0 or it == cfg.iterations:
+        if lead and (it % cfg.check_every == 0 or it == cfg.iterations):
             m, ok, out = check(state, x_check, mech_check, n_mech, cfg.purity_threshold, 256)
             pur = metrics.purity(m)
             for name, value in (monitor(out) if monitor else {}).items():
@@ -152,6 +170,6 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
                 log(f"train: iteration {it}/{cfg.iterations} {state.seconds:.0f} s "
                     f"d_loss {s.d_loss:.3f} distinct {metrics.distinct_winners(m)}/{n_mech} "
                     f"purity mean {np.nanmean(pur):.2f} min {np.nanmin(pur):.2f}" + (" specialised" if ok else ""))
-        if on_checkpoint and (it % cfg.checkpoint_every == 0 or it == cfg.iterations):
+        if lead and on_checkpoint and (it % cfg.checkpoint_every == 0 or it == cfg.iterations):
             on_checkpoint(state)
     return state

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from pipeline import icm, loop
+from pipeline.distributed import Launch, Parallel
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.experts import ExpertBank
 
@@ -49,7 +50,8 @@ def test_step_updates_only_the_winners():
     with torch.no_grad():
         scores = disc(bank.forward_all(x_trans).flatten(0, 1)).view(8, 3)
     expected_winners = set(scores.argmax(1).tolist())
-    s = icm.icm_step(bank, disc, opt_e, opt_d, torch.rand(8, 1, 12, 12), x_trans, "argmax", 8, 0.0, None)
+    s = icm.icm_step(bank, disc, opt_e, opt_d, torch.rand(8, 1, 12, 12), x_trans, "argmax", 8, 0.0, None,
+                     Parallel.single(bank, disc))
     assert set(np.flatnonzero(s.wins).tolist()) == expected_winners
     for i, e in enumerate(bank.experts):
         changed = any(not torch.equal(a, b) for a, b in zip(before[i], e.parameters()))
@@ -71,7 +73,8 @@ def test_bf16_autocast_step_keeps_fp32_weights_and_tracks_the_fp32_step():
     for (bank, disc), amp in zip(pair, (None, torch.bfloat16)):
         opt_e = torch.optim.Adam(bank.parameters(), lr=1e-3)
         opt_d = torch.optim.Adam(disc.parameters(), lr=1e-3)
-        stats.append(icm.icm_step(bank, disc, opt_e, opt_d, xc, xt, "capacity", 4, 0.0, amp))
+        stats.append(icm.icm_step(bank, disc, opt_e, opt_d, xc, xt, "capacity", 4, 0.0, amp,
+                                   Parallel.single(bank, disc)))
         assert all(p.dtype == torch.float32 for p in [*bank.parameters(), *disc.parameters()])
     assert sum(stats[1].wins) == 8 and np.isfinite(stats[1].d_loss)
     assert abs(stats[0].d_loss - stats[1].d_loss) < 0.05   # bf16 rounding, not a different computation
@@ -116,7 +119,7 @@ def test_training_is_deterministic_and_resumes_exactly(cfg):
 
     def fresh():
         bank, disc = make(3)
-        return loop.new_state(bank, disc, tc, 0)
+        return loop.new_state(bank, disc, tc, 0, Launch.single())
 
     a = loop.train(fresh(), xc, xt, xt, mech, 2, tc)
     b = loop.train(fresh(), xc, xt, xt, mech, 2, tc)
@@ -138,7 +141,7 @@ def test_hog_splitting_copies_the_most_preferred_expert_into_the_least(cfg):
 
     tc = dc.replace(cfg.mnist.train, reseed_every=2, reseed_below=0.25, reseed_above=1.5, reseed_perturb=0.0)
     bank, disc = make(3)
-    state = loop.new_state(bank, disc, tc, 0)
+    state = loop.new_state(bank, disc, tc, 0, Launch.single())
     for p in bank.parameters():
         p.grad = torch.ones_like(p)
     state.opt_e.step()                                   # give every expert optimiser state

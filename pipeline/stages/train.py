@@ -1,14 +1,20 @@
-"""train: competitive specialisation of the pretrained experts against the discriminator."""
+"""train: competitive specialisation of the pretrained experts against the discriminator.
+
+With `distributed.nproc` > 1 this entry point relaunches itself under torchrun; each rank then trains
+its slice of every global batch with DDP (pipeline/distributed.py), and rank 0 writes the outputs.
+"""
 import hashlib
 import json
+import sys
 
 import torch
+import torch.distributed as dist
 
-from pipeline import config, loop
+from pipeline import config, distributed, loop
 from pipeline.data.tasks import CANONICAL
 from pipeline.models import classifier
 from pipeline.models.classifier import predict
-from pipeline.io import load_torch, save_curves, save_json, save_torch
+from pipeline.io import load_json, load_torch, save_curves, save_json, save_torch
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, log, main, setup, skip_if_unavailable
 
@@ -16,24 +22,42 @@ from pipeline.runtime import images_to, log, main, setup, skip_if_unavailable
 @main
 def run(dataset: str) -> None:
     cfg = config.load()
-    ds = cfg.dataset(dataset)
-    e, tc = ds.experts, ds.train
+    cfg.dataset(dataset)
     device = setup(cfg.seed, cfg.device)
     paths = Paths(dataset)
-    if skip_if_unavailable(paths, "train", [paths.models / "trained.pt", paths.models / "train.json", paths.checkpoints,
-                                              paths.plots / "train"]):
+    launch = distributed.Launch.from_env()
+    if not load_json(paths.raw / "status.json")["available"]:  # rank 0 writes the placeholders
+        if launch.rank == 0:
+            skip_if_unavailable(paths, "train", [paths.models / "trained.pt", paths.models / "train.json",
+                                                 paths.checkpoints, paths.plots / "train"])
         return
+    if launch.world == 1 and cfg.distributed.nproc > 1:
+        log(f"train: relaunching under torchrun with {cfg.distributed.nproc} processes")
+        sys.exit(distributed.relaunch_under_torchrun(cfg.distributed.nproc, "pipeline.stages.train", [dataset]))
+    if launch.world > 1:
+        device = distributed.init(launch, cfg.distributed.backend, device)
+        log(f"train: rank {launch.rank}/{launch.world} on {device} ({dist.get_backend()})")
+    try:
+        fit(cfg, dataset, paths, device, launch)
+    finally:
+        if launch.world > 1:
+            dist.destroy_process_group()
+
+
+def fit(cfg: config.Config, dataset: str, paths: Paths, device: torch.device, launch: distributed.Launch) -> None:
+    ds = cfg.dataset(dataset)
+    e, tc = ds.experts, ds.train
     t = load_torch(paths.prepared / "tensors.pt")
     pre_path = paths.models / "pretrained.pt"
     pre = load_torch(pre_path)
     xc, xt = images_to(t["train_canonical"], device), images_to(t["train_transformed"], device)
     xv, mv = images_to(t["val_transformed"][: tc.check_size], device), t["val_transformed_mech"][: tc.check_size]
 
-    state = loop.start(pre["bank"], e, tc, xt.shape[1], xt.shape[-1], device, cfg.seed)
+    state = loop.start(pre["bank"], e, tc, xt.shape[1], xt.shape[-1], device, cfg.seed, launch)
     bank, disc = state.bank, state.disc
 
     # Resume only from a checkpoint made with these exact params and this pretrained bank.
-    key = json.dumps([config.as_dict(e), config.as_dict(tc), cfg.seed, str(device)], sort_keys=True).encode()
+    key = json.dumps([config.as_dict(e), config.as_dict(tc), cfg.seed, device.type], sort_keys=True).encode()
     fingerprint = hashlib.sha256(key + pre_path.read_bytes()).hexdigest()
     ckpt = paths.checkpoints / "train.pt"
     if ckpt.exists():
@@ -44,7 +68,7 @@ def run(dataset: str) -> None:
         else:
             log(f"train: ignoring {ckpt} (made with other params); starting afresh")
 
-    def checkpoint(s):
+    def checkpoint(s):  # rank 0 only (the loop calls it there)
         save_torch({"fingerprint": fingerprint, "state": s.state_dict()}, ckpt)
 
     # The evaluator watches the check batch's winners (it never touches training): MNIST digit
@@ -59,9 +83,13 @@ def run(dataset: str) -> None:
             return {"classifier_acc_experts": float((pred == y_check).float().mean())}
         return {"classifier_canonical_rate": float((pred == CANONICAL).float().mean())}
 
-    log(f"train: {e.num_experts} experts ({'batched' if bank.batched else 'per-expert'} form) on {device}, "
-        f"{tc.iterations} iterations, assignment {tc.assignment}")
-    loop.train(state, xc, xt, xv, mv.numpy(), len(t["mechanisms"]), tc, checkpoint, log, monitor)
+    lead = launch.rank == 0
+    if lead:
+        log(f"train: {e.num_experts} experts ({'batched' if bank.batched else 'per-expert'} form) on {device}, "
+            f"{tc.iterations} iterations, assignment {tc.assignment}, {launch.world} process(es)")
+    loop.train(state, xc, xt, xv, mv.numpy(), len(t["mechanisms"]), tc, checkpoint, log if lead else None, monitor)
+    if not lead:
+        return
 
     spec = state.specialized_at
     stats = {"iterations": state.iteration, "seconds": round(state.seconds, 2),
