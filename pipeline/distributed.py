@@ -114,6 +114,8 @@ def init(launch: Launch, backend: str, device: torch.device) -> torch.device:
     `backend` auto: nccl on CUDA, gloo on CPU."""
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "mps":
+        raise PipelineError("params: distributed.nproc > 1 is not supported on MPS; use device: cpu or nproc: 1")
     if backend == "nccl" and device.type != "cuda":
         raise PipelineError(f"params: distributed.backend nccl needs CUDA devices, but the device is {device}; "
                             "use backend gloo (or auto)")
