@@ -22,6 +22,9 @@ def atomic_path(path: str | Path, is_dir: bool = False):
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod((0o777 if is_dir else 0o666) & ~umask)  # mkstemp/mkdtemp make private (0600/0700) files
     try:
         yield tmp
         if is_dir and path.exists():

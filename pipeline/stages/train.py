@@ -48,18 +48,23 @@ def fit(cfg: config.Config, dataset: str, paths: Paths, device: torch.device, la
     ds = cfg.dataset(dataset)
     e, tc = ds.experts, ds.train
     t = load_torch(paths.prepared / "tensors.pt")
-    pre_path = paths.models / "pretrained.pt"
-    pre = load_torch(pre_path)
+    pre = load_torch(paths.models / "pretrained.pt")
     xc, xt = images_to(t["train_canonical"], device), images_to(t["train_transformed"], device)
     xv, mv = images_to(t["val_transformed"][: tc.check_size], device), t["val_transformed_mech"][: tc.check_size]
 
     state = loop.start(pre["bank"], e, tc, xt.shape[1], xt.shape[-1], device, cfg.seed, launch)
     bank, disc = state.bank, state.disc
 
-    # Resume only from a checkpoint made with these exact params and this pretrained bank.
+    # Resume only from a checkpoint made with these exact params and this pretrained bank (its weights,
+    # not its file: that also holds the pretraining wall-clock time).
     key = json.dumps([config.as_dict(e), config.as_dict(tc), cfg.seed, device.type], sort_keys=True).encode()
-    fingerprint = hashlib.sha256(key + pre_path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(key)
+    for name, tensor in sorted(pre["bank"].items()):
+        digest.update(name.encode() + tensor.cpu().contiguous().numpy().tobytes())
+    fingerprint = digest.hexdigest()
     ckpt = paths.checkpoints / "train.pt"
+    for stale in paths.checkpoints.glob(f".{ckpt.name}.*"):  # a save cut short by a kill
+        stale.unlink(missing_ok=True)
     if ckpt.exists():
         saved = load_torch(ckpt)
         if saved.get("fingerprint") == fingerprint:
