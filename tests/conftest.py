@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +50,21 @@ def digits():
 @pytest.fixture(scope="session")
 def cfg(params) -> config.Config:
     return config.from_dict(params)
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory, params) -> Path:
+    """The e2e test's TINY mnist chain, reproduced once per session and committed (data/ and models/
+    git-ignored). Tests that change it work on their own `copy_project` of it."""
+    from tests.test_e2e import TINY, dvc, make_repo
+
+    root = make_repo(tmp_path_factory.mktemp("tiny_project"), with_overrides(params, TINY))
+    dvc(root, "repro", env={"OMP_NUM_THREADS": "1"})
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "tiny mnist pipeline"], cwd=root, check=True)
+    return root
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    """A private copy of a project: git history, DVC cache and workspace."""
+    return Path(shutil.copytree(src, dest, symlinks=True))

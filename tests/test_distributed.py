@@ -11,26 +11,32 @@ import yaml
 from pipeline import loop
 from pipeline.distributed import Launch, Parallel
 from pipeline.errors import PipelineError
-from tests.conftest import with_overrides
-from tests.test_e2e import TINY, dvc, make_repo
+from tests.conftest import copy_project, with_overrides
+from tests.test_e2e import dvc
 
-DDP_TINY = {**TINY, "mnist.train.iterations": 12, "mnist.train.batch_size": 12, "mnist.train.reseed_every": 4,
-            "mnist.train.reseed_below": 0.9, "mnist.train.reseed_above": 1.0}
+DDP_TRAIN = {"mnist.train.iterations": 12, "mnist.train.batch_size": 12, "mnist.train.reseed_every": 4,
+             "mnist.train.reseed_below": 0.9, "mnist.train.reseed_above": 1.0}
 
 
 def trained(repo):
     return torch.load(repo / "models/mnist/trained.pt", map_location="cpu", weights_only=False)
 
 
-def test_two_process_ddp_train_matches_one_process_over_the_same_global_batch(tmp_path, params):
-    repo = make_repo(tmp_path, with_overrides(params, DDP_TINY))
-    dvc(repo, "repro")                                    # one process (distributed.nproc: 1)
+def set_params(repo, overrides: dict) -> None:
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump(with_overrides(p, overrides)))
+
+
+def test_two_process_ddp_train_matches_one_process_over_the_same_global_batch(tiny_project, tmp_path, params):
+    repo = copy_project(tiny_project, tmp_path / "repo")
+    set_params(repo, DDP_TRAIN)
+    out = dvc(repo, "repro")                              # one process (distributed.nproc: 1)
+    assert "Running stage 'train@mnist'" in out and "Running stage 'pretrain@mnist'" not in out
     single = trained(repo)
     log_single = (repo / "reports/plots/mnist/train/d_loss.tsv").read_text()
 
     shutil.rmtree(repo / "models/mnist/checkpoints")      # else the 2-process run resumes at the end
-    p = yaml.safe_load((repo / "params.yaml").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump(with_overrides(p, {"distributed.nproc": 2})))
+    set_params(repo, {"distributed.nproc": 2})
     out = dvc(repo, "repro", "train@mnist")               # the stage relaunches itself under torchrun
     assert "relaunching under torchrun with 2 processes" in out
     assert "rank 1/2 on cpu (gloo)" in out

@@ -35,14 +35,15 @@ def dvc(cwd, *args, env: dict | None = None):
 
 def make_repo(root: Path, params: dict) -> Path:
     """A git + DVC project in `root` with this repo's code and pipeline, and `params`."""
-    for item in ("pipeline", "dvc.yaml", ".dvcignore", "reports/variants"):
+    for item in ("pipeline", "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/.gitignore", "reports/variants"):
         src = ROOT / item
         (root / item).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / item)
-    (root / ".dvc").mkdir()
     shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    for key, value in (("user.name", "ICM tests"), ("user.email", "icm-tests@example.invalid")):
+        subprocess.run(["git", "config", key, value], cwd=root, check=True)
     return root
 
 

@@ -1,6 +1,6 @@
 r"""Sharing pipeline outputs through DVC remotes: push from one clone, pull into a fresh one.
 
-One tiny project (the e2e test's TINY params) is reproduced and committed once for the module; each
+A copy of the session's tiny project (the e2e test's TINY params, reproduced and committed); each
 test pushes it to a remote, clones it with git, pulls, and compares every file under dvc.lock's outs
 by sha256. Remotes: a local folder, an S3 bucket served by moto on 127.0.0.1, and copies of a local
 remote with the object of models/mnist/trained.pt overwritten (same size, different bytes).
@@ -30,8 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import with_overrides
-from tests.test_e2e import TINY, dvc, make_repo
+from tests.conftest import copy_project
 
 BUCKET = "icm-dvc-remote"
 REGION = "us-east-1"
@@ -92,15 +91,10 @@ def object_path(store: Path, md5: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory, params, dvc_env) -> Path:
-    """The TINY mnist chain, reproduced once and committed (cached outputs git-ignored by DVC)."""
-    repo = make_repo(tmp_path_factory.mktemp("source"), with_overrides(params, TINY))
-    # make_repo does not run `dvc init`: keep the cache, tmp and local config out of git, as it would.
-    (repo / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
-    (repo / ".gitignore").write_text("__pycache__/\n*.pyc\n")
-    dvc(repo, "repro", env=dvc_env)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "tiny mnist pipeline")
+def source(tiny_project, tmp_path_factory, dvc_env) -> Path:
+    """A copy of the session's tiny project (TINY mnist chain, reproduced and committed; cached outputs
+    git-ignored as `dvc init` would)."""
+    repo = copy_project(tiny_project, tmp_path_factory.mktemp("source") / "repo")
     tracked = git(repo, "ls-files").splitlines()
     assert "dvc.lock" in tracked and TRAINED not in tracked
     assert not any(p.startswith((".dvc/cache", "data/mnist/prepared/")) for p in tracked)
@@ -112,7 +106,8 @@ def source(tmp_path_factory, params, dvc_env) -> Path:
 def expected(source) -> dict[str, str]:
     """sha256 of every output file of the source repo (cached ones and the git-tracked ones)."""
     snap = snapshot(source, lock_outs(source))
-    assert TRAINED in snap and any(p.startswith("data/mnist/prepared/") for p in snap)
+    assert TRAINED in snap and "models/mnist/checkpoints/train.pt" in snap  # persist outputs are cached too
+    assert any(p.startswith("data/mnist/prepared/") for p in snap)
     return snap
 
 
