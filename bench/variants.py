@@ -61,6 +61,9 @@ SYNTHETIC = {
         "train.identity_weight": 10.0, **LR3, "train.capacity_factor": 1.5, "train.iterations": 1200},
     "x10, lr 1e-3, 1200 it, capacity 1.0": {
         "train.identity_weight": 10.0, **LR3, "train.capacity_factor": 1.0, "train.iterations": 1200},
+    "x10, lr 1e-3, 1200 it, capacity 1.0, D lr 3e-4": {
+        "train.identity_weight": 10.0, **LR3, "train.capacity_factor": 1.0, "train.lr_discriminator": 3e-4,
+        "train.iterations": 1200},
     "x10, lr 1e-3, 2400 it (--cap 2400)": {"train.identity_weight": 10.0, **LR3, "train.iterations": 2400},
     "x10, lr 1e-3, 2400 it, capacity 1.0 (--cap 2400)": {
         "train.identity_weight": 10.0, **LR3, "train.capacity_factor": 1.0, "train.iterations": 2400},
