@@ -73,7 +73,8 @@ def test_repro_follows_the_metrics_contract_and_reruns_only_what_changed(repo):
         assert (repo / "reports/figures/mnist" / fig).stat().st_size > 1000
     assert "![training curves](figures/mnist/curves.png)" in (repo / "reports/mnist.md").read_text()
     assert (repo / "reports/plots/mnist/train/loss").is_dir()
-    assert (repo / "models/mnist/checkpoints/train.pt").exists()
+    assert (repo / "models/mnist/checkpoints/complete.json").exists()     # a finished run: nothing to resume
+    assert not (repo / "models/mnist/checkpoints/train.pt").exists()
     assert "Running stage 'train@mnist'" in out
 
     start = time.perf_counter()

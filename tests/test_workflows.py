@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from tests.test_e2e import TINY, dvc
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DVC_NO_ANALYTICS": "1"}
 WALL_CLOCK = {"train.seconds", "train.iters_per_second", "train.seconds_to_specialize"}
 CKPT = "models/mnist/checkpoints/train.pt"
+DONE = "models/mnist/checkpoints/complete.json"
 
 
 def run(cwd: Path, *args: str) -> str:
@@ -268,7 +268,7 @@ def test_killed_training_resumes_from_its_checkpoint_to_identical_weights(projec
                          "mnist.train.check_every": 25})
     assert stages_run(run(project, "repro", "pretrain@mnist", "classifier@mnist")) == set()  # all cached
     ckpt = project / CKPT
-    assert checkpoint_iteration(ckpt) == TINY["mnist.train.iterations"]      # the TINY run's, other params
+    assert not ckpt.exists() and (project / DONE).exists()     # the TINY run finished: nothing to resume
 
     # `dvc repro` in its own session; SIGTERM its whole process group once a checkpoint at >= 10 exists.
     log = tmp_path / "interrupted.log"
@@ -301,7 +301,7 @@ def test_killed_training_resumes_from_its_checkpoint_to_identical_weights(projec
         time.sleep(0.2)
     assert not group_alive(proc.pid)               # the training process went with it
     interrupted = log.read_text()
-    assert f"ignoring {CKPT} (made with other params); starting afresh" in interrupted
+    assert "training from iteration 0 (the previous run finished)" in interrupted
     assert 10 <= checkpoint_iteration(ckpt) < iterations
     assert not (project / "models/mnist/trained.pt").exists()      # DVC cleared the output; nothing half-written
     stale = json.loads((project / ".dvc/tmp/rwlock").read_text())
@@ -318,10 +318,12 @@ def test_killed_training_resumes_from_its_checkpoint_to_identical_weights(projec
     resumed = torch.load(project / "models/mnist/trained.pt", map_location="cpu", weights_only=True)
     resumed_curves = curves(project)
 
-    # Reference: the same params trained without interruption (checkpoint removed, train forced).
-    shutil.rmtree(project / "models/mnist/checkpoints")
+    assert not ckpt.exists() and (project / DONE).exists()
+
+    # Reference: the same params trained without interruption (`-f` on a finished run starts afresh).
     out = run(project, "repro", "-f", "-s", "train@mnist")
     assert stages_run(out) == {"train@mnist"} and "resuming" not in out
+    assert "training from iteration 0 (the previous run finished)" in out
     straight = torch.load(project / "models/mnist/trained.pt", map_location="cpu", weights_only=True)
     for part in ("bank", "disc"):
         assert resumed[part].keys() == straight[part].keys() and resumed[part]
@@ -329,3 +331,20 @@ def test_killed_training_resumes_from_its_checkpoint_to_identical_weights(projec
         assert differ == [], f"{part}: resumed != uninterrupted for {differ}"
     # Curves (losses, wins, checks, reseeds) continue exactly too.
     assert resumed_curves == curves(project)
+
+
+# --- 4. a code change never reuses stale results ---------------------------------------------
+
+def test_a_code_change_retrains_from_iteration_zero(project):
+    assert (project / DONE).exists() and not (project / CKPT).exists()
+    with open(project / "pipeline/icm.py", "a") as f:
+        f.write("\n# a code change that must invalidate every trained result\n")
+    out = run(project, "repro", "train@mnist")
+    assert "train@mnist" in stages_run(out)
+    assert "training from iteration 0 (the previous run finished)" in out and "resuming" not in out, out
+    n = TINY["mnist.train.iterations"]
+    for it in range(TINY["mnist.train.check_every"], n + 1, TINY["mnist.train.check_every"]):
+        assert f"train: iteration {it}/{n} " in out, out        # every iteration was trained again
+    steps = [int(line.split("\t")[0]) for line in
+             (project / "reports/plots/mnist/train/d_loss.tsv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, n + 1))

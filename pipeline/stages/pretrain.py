@@ -4,7 +4,7 @@ import time
 import torch
 
 from pipeline import config, icm
-from pipeline.io import load_torch, save_curves, save_torch
+from pipeline.io import load_torch, save_curves, save_json, save_torch
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, log, main, setup, skip_if_unavailable
 
@@ -16,7 +16,8 @@ def run(dataset: str) -> None:
     e, p = ds.experts, ds.pretrain
     device = setup(cfg.seed, cfg.device)
     paths = Paths(dataset)
-    if skip_if_unavailable(paths, "pretrain", [paths.models / "pretrained.pt", paths.plots / "pretrain"]):
+    if skip_if_unavailable(paths, "pretrain", [paths.models / "pretrained.pt", paths.models / "pretrain.json",
+                                                  paths.plots / "pretrain"]):
         return
     x = images_to(load_torch(paths.prepared / "tensors.pt")["train_transformed"], device)
     curve = []
@@ -29,14 +30,16 @@ def run(dataset: str) -> None:
     start = time.perf_counter()
     bank, its = icm.pretrained_bank(e.num_experts, x.shape[1], e.channels, e.arch, p.shared, p.perturb, x, p.lr,
                                     p.batch_size, p.mse_threshold, p.max_iterations,
-                                    torch.Generator().manual_seed(cfg.seed), progress)
+                                    torch.Generator().manual_seed(cfg.seed), progress, e.residual)
     seconds = time.perf_counter() - start
     reached = curve[-1][1] < p.mse_threshold
     log(f"pretrain: {its} iterations, {seconds:.1f} s, mse {curve[-1][1]:.5f}"
         + ("" if reached else f" (cap reached before mse {p.mse_threshold})"))
     save_curves(paths.plots / "pretrain", {"mse": curve})
-    save_torch({"bank": bank.cpu().state_dict(), "iterations": its, "seconds": seconds,
-                "mse": curve[-1][1]}, paths.models / "pretrained.pt")
+    # Weights only: the same params give the same file, so a rerun does not force a train rerun.
+    # The wall-clock time goes beside it (read by evaluate, not by train).
+    save_torch({"bank": bank.cpu().state_dict()}, paths.models / "pretrained.pt")
+    save_json({"iterations": its, "seconds": round(seconds, 2), "mse": curve[-1][1]}, paths.models / "pretrain.json")
 
 
 if __name__ == "__main__":

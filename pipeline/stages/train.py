@@ -3,15 +3,15 @@
 With `distributed.nproc` > 1 this entry point relaunches itself under torchrun; each rank then trains
 its slice of every global batch with DDP (pipeline/distributed.py), and rank 0 writes the outputs.
 """
-import hashlib
 import json
 import sys
 
 import torch
 import torch.distributed as dist
 
-from pipeline import config, distributed, loop
+from pipeline import checkpoint, config, distributed, loop
 from pipeline.data.tasks import CANONICAL
+from pipeline.errors import PipelineError
 from pipeline.models import classifier
 from pipeline.models.classifier import predict
 from pipeline.io import load_json, load_torch, save_curves, save_json, save_torch
@@ -34,6 +34,9 @@ def run(dataset: str) -> None:
     if launch.world == 1 and cfg.distributed.nproc > 1:
         log(f"train: relaunching under torchrun with {cfg.distributed.nproc} processes")
         sys.exit(distributed.relaunch_under_torchrun(cfg.distributed.nproc, "pipeline.stages.train", [dataset]))
+    if max(launch.world, cfg.distributed.nproc) > 1 and cfg.dataset(dataset).train.r1_gamma > 0:
+        raise PipelineError(f"params: '{dataset}.train.r1_gamma' > 0 needs a double backward through D, which "
+                            "this pipeline does not run under DDP; set distributed.nproc: 1 or r1_gamma: 0")
     if launch.world > 1:
         device = distributed.init(launch, cfg.distributed.backend, device)
         log(f"train: rank {launch.rank}/{launch.world} on {device} ({dist.get_backend()})")
@@ -55,36 +58,29 @@ def fit(cfg: config.Config, dataset: str, paths: Paths, device: torch.device, la
     state = loop.start(pre["bank"], e, tc, xt.shape[1], xt.shape[-1], device, cfg.seed, launch)
     bank, disc = state.bank, state.disc
 
-    # Resume only from a checkpoint made with these exact params and this pretrained bank (its weights,
-    # not its file: that also holds the pretraining wall-clock time).
-    key = json.dumps([config.as_dict(e), config.as_dict(tc), cfg.seed, device.type], sort_keys=True).encode()
-    digest = hashlib.sha256(key)
-    for name, tensor in sorted(pre["bank"].items()):
-        digest.update(name.encode() + tensor.cpu().contiguous().numpy().tobytes())
-    fingerprint = digest.hexdigest()
-    ckpt = paths.checkpoints / "train.pt"
-    for stale in paths.checkpoints.glob(f".{ckpt.name}.*"):  # a save cut short by a kill
-        stale.unlink(missing_ok=True)
-    if ckpt.exists():
-        saved = load_torch(ckpt)
-        if saved.get("fingerprint") == fingerprint:
-            state.load_state_dict(saved["state"])
-            log(f"train: resuming from {ckpt} at iteration {state.iteration}")
-        else:
-            log(f"train: ignoring {ckpt} (made with other params); starting afresh")
+    # Resume only an interrupted run made with these params, inputs and code (pipeline/checkpoint.py).
+    saved_clf = load_torch(paths.models / "classifier.pt")
+    settings = [config.as_dict(e), config.as_dict(tc), config.as_dict(cfg.distributed), cfg.seed, device.type]
+    fp = checkpoint.fingerprint(settings, {"pretrained": pre["bank"], "classifier": saved_clf["state"]},
+                                checkpoint.code_files())
+    resume, why = checkpoint.resumable(paths.checkpoints, fp)
+    if resume is not None:
+        state.load_state_dict(resume)
+        log(f"train: {why}")
+    else:
+        log(f"train: training from iteration 0 ({why})")
 
-    def checkpoint(s):  # rank 0 only (the loop calls it there)
-        save_torch({"fingerprint": fingerprint, "state": s.state_dict()}, ckpt)
+    def save_checkpoint(s):  # rank 0 only (the loop calls it there)
+        checkpoint.save(paths.checkpoints, fp, s.state_dict())
 
     # The evaluator watches the check batch's winners (it never touches training): MNIST digit
     # accuracy, faces share judged canonical.
-    saved = load_torch(paths.models / "classifier.pt")
-    clf = classifier.load(saved, xt.shape[1], xt.shape[-1], device)
+    clf = classifier.load(saved_clf, xt.shape[1], xt.shape[-1], device)
     y_check = t.get("val_transformed_digit", torch.zeros(0))[: tc.check_size].to(device)
 
     def monitor(out):
         pred = predict(clf, out, 256)
-        if saved["task"] == "digit":
+        if saved_clf["task"] == "digit":
             return {"classifier_acc_experts": float((pred == y_check).float().mean())}
         return {"classifier_canonical_rate": float((pred == CANONICAL).float().mean())}
 
@@ -92,7 +88,7 @@ def fit(cfg: config.Config, dataset: str, paths: Paths, device: torch.device, la
     if lead:
         log(f"train: {e.num_experts} experts ({'batched' if bank.batched else 'per-expert'} form) on {device}, "
             f"{tc.iterations} iterations, assignment {tc.assignment}, {launch.world} process(es)")
-    loop.train(state, xc, xt, xv, mv.numpy(), len(t["mechanisms"]), tc, checkpoint, log if lead else None, monitor)
+    loop.train(state, xc, xt, xv, mv.numpy(), len(t["mechanisms"]), tc, save_checkpoint, log if lead else None, monitor)
     if not lead:
         return
 
@@ -100,11 +96,13 @@ def fit(cfg: config.Config, dataset: str, paths: Paths, device: torch.device, la
     stats = {"iterations": state.iteration, "seconds": round(state.seconds, 2),
              "iters_per_second": round(state.iteration / state.seconds, 3),
              "iterations_to_specialize": spec[0] if spec else None,
-             "seconds_to_specialize": round(pre["seconds"] + spec[1], 2) if spec else None,
-             "pretrain_seconds": round(pre["seconds"], 2), "pretrain_iterations": pre["iterations"]}
+             "train_seconds_to_specialize": round(spec[1], 2) if spec else None}
     save_curves(paths.plots / "train", state.curves)
-    save_torch({"bank": bank.cpu().state_dict(), "disc": disc.cpu().state_dict()}, paths.models / "trained.pt")
+    # The weights to evaluate: the EMA of the experts when train.ema > 0, else the last ones.
+    save_torch({"bank": state.eval_bank().cpu().state_dict(), "disc": disc.cpu().state_dict()},
+               paths.models / "trained.pt")
     save_json(stats, paths.models / "train.json")
+    checkpoint.finish(paths.checkpoints, state.iteration)
     log(f"train: done; {json.dumps(stats)}")
 
 
