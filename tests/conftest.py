@@ -19,6 +19,20 @@ if MIRROR.is_dir():
     os.environ.setdefault("ICM_DATA_MIRROR", str(MIRROR))
 
 
+def mirror_file(name: str) -> Path:
+    """`$ICM_DATA_MIRROR/<name>`. Absent: skip on a developer machine without a mirror, but fail in CI
+    (`CI` set; .ci/run provides the mirror) or when ICM_DATA_MIRROR names a folder that lacks it, so a
+    lost mirror can never turn the real-data tests into silent skips."""
+    mirror = os.environ.get("ICM_DATA_MIRROR")
+    path = Path(mirror) / name if mirror else None
+    if path is not None and path.is_file():
+        return path
+    why = f"{name} not found: ICM_DATA_MIRROR is {mirror or 'not set'}"
+    if os.environ.get("CI") or mirror:
+        pytest.fail(why + "; CI and an explicit mirror must have it (see ../shared/datasets/README.md)")
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def params() -> dict:
     """params.yaml as a plain dict (tests deep-copy and shrink it)."""

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from pipeline.data import facearg, faces, sources
+from tests.conftest import mirror_file
 from pipeline.errors import PipelineError
 
 COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
@@ -320,10 +321,7 @@ def test_locate_facearg(tmp_path):
 # ---- the real archive, when the offline mirror is available -------------------------------------
 
 def test_real_utkface_first_members(tmp_path):
-    mirror = os.environ.get("ICM_DATA_MIRROR")
-    archive = Path(mirror) / "UTKFace.tar.gz" if mirror else None
-    if archive is None or not archive.is_file():
-        pytest.skip("ICM_DATA_MIRROR is not set or holds no UTKFace.tar.gz")
+    archive = mirror_file("UTKFace.tar.gz")
     files = []
     with tarfile.open(archive, "r|gz") as tar:   # stream: stop after 40 files, no full extraction
         for m in tar:

@@ -3,14 +3,13 @@ copy of the repo, on a small archive cut from the real UTKFace mirror (a few doz
 plus a malformed name and a corrupt JPEG); FaceARG is absent and must be skipped, not failed."""
 import io
 import json
-import os
 import tarfile
 
 import pytest
 import torch
 import yaml
 
-from tests.conftest import with_overrides
+from tests.conftest import mirror_file, with_overrides
 from tests.test_e2e import dvc, make_repo
 
 PER_GROUP = 36
@@ -19,11 +18,9 @@ GROUPS = {"0": "white", "1": "black", "2": "asian"}
 
 def cut_mirror(dest) -> None:
     """UTKFace.tar.gz with the first PER_GROUP faces of each of GROUPS, streamed from the mirror."""
-    mirror = os.environ.get("ICM_DATA_MIRROR")
-    if not mirror or not os.path.isfile(os.path.join(mirror, "UTKFace.tar.gz")):
-        pytest.skip("ICM_DATA_MIRROR is not set or holds no UTKFace.tar.gz")
+    archive = mirror_file("UTKFace.tar.gz")
     counts = dict.fromkeys(GROUPS, 0)
-    with tarfile.open(os.path.join(mirror, "UTKFace.tar.gz"), "r|gz") as src, \
+    with tarfile.open(archive, "r|gz") as src, \
             tarfile.open(dest / "UTKFace.tar.gz", "w:gz") as out:
         for m in src:
             race = m.name.split("/")[-1].split("_")[2] if m.name.count("_") >= 3 else None
@@ -75,13 +72,18 @@ def test_faces_chains_follow_the_contracts_and_facearg_is_skipped(repo):
     for key in ("val_acc", "test_acc", "canonical_rate_inputs", "canonical_rate_outputs"):
         assert 0 <= m["classifier"][key] <= 1
     assert 0 < m["d_score_outputs"] < 1 and -1 <= m["ssim_input_output"] <= 1
-    assert m["collapse"]["input_spread"] > 0 and m["train"]["iterations"] == 4
+    assert m["train"]["iterations"] == 4 and "collapse" not in m
+    assert m["alive_experts"] + m["dead_experts"] == 2 and set(m["per_expert"]) == {"expert_0", "expert_1"}
+    for e in m["per_expert"].values():   # every expert measured on every test face, winner or not
+        assert 0 <= e["win_share"] <= 1 and 0 < e["d_score"] < 1 and isinstance(e["dead"], bool)
+        assert e["spread_ratio"] >= 0 and -1 <= e["ssim_input"] <= 1 and 0 <= e["canonical_rate"] <= 1
     assert set(m["assignment"]) == {"white", "black"}
 
     s = json.loads((root / "reports/metrics/faces_synthetic.json").read_text())
     assert s["specialization"]["n_mechanisms"] == 3 and 0 <= s["specialization"]["distinct_winners"] <= 3
     assert set(s["per_mechanism"]) == {"hflip", "occlusion", "blur"}
-    assert s["psnr_inputs"] > 5 and s["psnr_outputs"] > 0
+    assert s["psnr_inputs"] > 5 and s["psnr_outputs"] > 0 and len(s["per_expert"]) == 3
+    assert "psnr_ceiling" in s and "restoration_min" in s and "restoration" in s["per_mechanism"]["blur"]
     t = torch.load(root / "data/faces_synthetic/prepared/tensors.pt")
     assert t["train_transformed"].shape[1:] == (3, 32, 32)
     assert torch.equal(t["train_transformed"][t["train_transformed_mech"] == 0],
