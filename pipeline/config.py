@@ -2,15 +2,16 @@
 
 Every key is declared here with its type and allowed range; params.yaml holds (and
 documents) every value, so there are no defaults in code. Missing or unknown keys, wrong
-types and values out of range raise PipelineError naming the key. Nothing else in the
-package reads params.yaml.
+types and values out of range are all collected and raised as one PipelineError naming each
+key, in the order of the keys. Nothing else in the package reads params.yaml.
 """
 from __future__ import annotations
 
 import dataclasses as dc
+import math
 import typing
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import yaml
 
@@ -19,9 +20,38 @@ from pipeline.mechanisms import FACE_MECHANISMS, MECHANISMS, FaceStrength
 
 RACES = ("white", "black", "asian", "indian", "others")   # UTKFace race codes 0..4
 
+Check = Callable[[bool, str, str], None]   # check(cond, key, msg): note "'key' msg" unless cond
+
+
 def _check(cond: bool, key: str, msg: str) -> None:
+    """Fail at once: for lookups on a config that is already known to be valid."""
     if not cond:
         raise PipelineError(f"params: '{key}' {msg}")
+
+
+class _Problems:
+    """Every mistake found in params, in the order met (the order of the dataclass fields), so that
+    one run names them all instead of one per edit-and-retry."""
+
+    def __init__(self):
+        self.items: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.items.append(text)
+
+    def check(self, cond: bool, key: str, msg: str) -> None:
+        if not cond:
+            self.add(f"'{key}' {msg}")
+
+    def raise_any(self) -> None:
+        if len(self.items) == 1:
+            raise PipelineError(f"params: {self.items[0]}")
+        if self.items:
+            listed = "".join(f"\n  - {p}" for p in self.items)
+            raise PipelineError(f"params: {len(self.items)} problems:{listed}")
+
+
+_BAD = object()   # stands for a value that failed its check (already noted in _Problems)
 
 
 @dc.dataclass(frozen=True)
@@ -34,18 +64,18 @@ class MnistData:
     noise_variance: float
     mechanisms: tuple[str, ...]
 
-    def validate(self, key: str) -> None:
+    def validate(self, key: str, check: Check) -> None:
         for name in ("test_fraction", "val_fraction"):
             v = getattr(self, name)
-            _check(0.0 < v < 0.5, f"{key}.{name}", f"must be in (0, 0.5), got {v}")
-        _check(1 <= self.shift <= 8, f"{key}.shift", f"must be in [1, 8], got {self.shift}")
-        _check(0.0 < self.noise_variance <= 1.0, f"{key}.noise_variance",
+            check(0.0 < v < 0.5, f"{key}.{name}", f"must be in (0, 0.5), got {v}")
+        check(1 <= self.shift <= 8, f"{key}.shift", f"must be in [1, 8], got {self.shift}")
+        check(0.0 < self.noise_variance <= 1.0, f"{key}.noise_variance",
                f"must be in (0, 1], got {self.noise_variance}")
-        _check(len(self.mechanisms) >= 1, f"{key}.mechanisms", "must list at least one mechanism")
+        check(len(self.mechanisms) >= 1, f"{key}.mechanisms", "must list at least one mechanism")
         for m in self.mechanisms:
-            _check(m in MECHANISMS, f"{key}.mechanisms",
+            check(m in MECHANISMS, f"{key}.mechanisms",
                    f"has unknown mechanism '{m}'; known: {', '.join(sorted(MECHANISMS))}")
-        _check(len(set(self.mechanisms)) == len(self.mechanisms), f"{key}.mechanisms",
+        check(len(set(self.mechanisms)) == len(self.mechanisms), f"{key}.mechanisms",
                "lists a mechanism twice")
 
 
@@ -56,13 +86,13 @@ class FaceargLayout:
     csv: Optional[str]           # annotation file, relative to the FaceARG root (layout csv)
     columns: dict[str, str]      # csv: {"file": ..., "race": ..., optional "age", "gender"} -> column
 
-    def validate(self, key: str) -> None:
+    def validate(self, key: str, check: Check) -> None:
         for k, race in self.mapping.items():
-            _check(race in RACES, f"{key}.mapping.{k}", f"must be one of {', '.join(RACES)}; got {race!r}")
+            check(race in RACES, f"{key}.mapping.{k}", f"must be one of {', '.join(RACES)}; got {race!r}")
         if self.layout == "csv":
-            _check(bool(self.csv), f"{key}.csv", "must name the annotation file when layout is csv")
+            check(bool(self.csv), f"{key}.csv", "must name the annotation file when layout is csv")
             for need in ("file", "race"):
-                _check(need in self.columns, f"{key}.columns", f"must name the '{need}' column")
+                check(need in self.columns, f"{key}.columns", f"must name the '{need}' column")
 
 
 @dc.dataclass(frozen=True)
@@ -75,11 +105,11 @@ class FacesSource:
     sha256: Optional[str]
     facearg: Optional[FaceargLayout]
 
-    def validate(self, key: str) -> None:
+    def validate(self, key: str, check: Check) -> None:
         if self.sha256:
             ok = len(self.sha256) == 64 and all(c in "0123456789abcdefABCDEF" for c in self.sha256)
-            _check(ok, f"{key}.sha256", f"must be 64 hex digits or null, got {self.sha256!r}")
-        _check(self.kind != "facearg" or self.facearg is not None, f"{key}.facearg",
+            check(ok, f"{key}.sha256", f"must be 64 hex digits or null, got {self.sha256!r}")
+        check(self.kind != "facearg" or self.facearg is not None, f"{key}.facearg",
                "must give the FaceARG layout when kind is facearg")
 
 
@@ -96,29 +126,29 @@ class FacesData:
     mechanisms: tuple[str, ...]  # synthetic mode: FACE_MECHANISMS applied to canonical faces
     strength: FaceStrength         # mechanism strengths (synthetic mode)
 
-    def validate(self, key: str) -> None:
+    def validate(self, key: str, check: Check) -> None:
         for name in ("test_fraction", "val_fraction"):
             v = getattr(self, name)
-            _check(0.0 < v < 0.5, f"{key}.{name}", f"must be in (0, 0.5), got {v}")
-        _check(self.cap_per_group >= 10, f"{key}.cap_per_group", f"must be >= 10, got {self.cap_per_group}")
+            check(0.0 < v < 0.5, f"{key}.{name}", f"must be in (0, 0.5), got {v}")
+        check(self.cap_per_group >= 10, f"{key}.cap_per_group", f"must be >= 10, got {self.cap_per_group}")
         for g in (self.canonical, *self.transformed):
-            _check(g in RACES, f"{key}.canonical/transformed", f"has unknown group {g!r}; use {', '.join(RACES)}")
-        _check(self.canonical not in self.transformed, f"{key}.transformed", "must not contain the canonical group")
+            check(g in RACES, f"{key}.canonical/transformed", f"has unknown group {g!r}; use {', '.join(RACES)}")
+        check(self.canonical not in self.transformed, f"{key}.transformed", "must not contain the canonical group")
         if self.mode == "demographic":
-            _check(len(self.transformed) >= 1, f"{key}.transformed", "must list at least one group")
+            check(len(self.transformed) >= 1, f"{key}.transformed", "must list at least one group")
         else:
-            _check(len(self.mechanisms) >= 1, f"{key}.mechanisms", "must list at least one mechanism")
+            check(len(self.mechanisms) >= 1, f"{key}.mechanisms", "must list at least one mechanism")
         for m in self.mechanisms:
-            _check(m in FACE_MECHANISMS, f"{key}.mechanisms",
+            check(m in FACE_MECHANISMS, f"{key}.mechanisms",
                    f"has unknown mechanism '{m}'; known: {', '.join(sorted(FACE_MECHANISMS))}")
-        _check(len(set(self.mechanisms)) == len(self.mechanisms), f"{key}.mechanisms", "lists a mechanism twice")
+        check(len(set(self.mechanisms)) == len(self.mechanisms), f"{key}.mechanisms", "lists a mechanism twice")
         st, k = self.strength, f"{key}.strength"
-        _check(0 <= st.shift <= self.image_size // 4, f"{k}.shift", f"must be in [0, image_size/4], got {st.shift}")
-        _check(0.0 <= st.cast <= 1.0, f"{k}.cast", f"must be in [0, 1], got {st.cast}")
-        _check(-1.0 <= st.brightness <= 1.0, f"{k}.brightness", f"must be in [-1, 1], got {st.brightness}")
-        _check(0.0 < st.contrast <= 2.0, f"{k}.contrast", f"must be in (0, 2], got {st.contrast}")
-        _check(0.0 < st.band <= 0.5, f"{k}.band", f"must be in (0, 0.5], got {st.band}")
-        _check(0.0 < st.blur <= 0.25, f"{k}.blur", f"must be in (0, 0.25], got {st.blur}")
+        check(0 <= st.shift <= self.image_size // 4, f"{k}.shift", f"must be in [0, image_size/4], got {st.shift}")
+        check(0.0 <= st.cast <= 1.0, f"{k}.cast", f"must be in [0, 1], got {st.cast}")
+        check(-1.0 <= st.brightness <= 1.0, f"{k}.brightness", f"must be in [-1, 1], got {st.brightness}")
+        check(0.0 < st.contrast <= 2.0, f"{k}.contrast", f"must be in (0, 2], got {st.contrast}")
+        check(0.0 < st.band <= 0.5, f"{k}.band", f"must be in (0, 0.5], got {st.band}")
+        check(0.0 < st.blur <= 0.25, f"{k}.blur", f"must be in (0, 0.25], got {st.blur}")
 
 
 @dc.dataclass(frozen=True)
@@ -127,8 +157,8 @@ class Classifier:
     batch_size: int
     lr: float
 
-    def validate(self, key: str) -> None:
-        _positive(self, key, ("epochs", "batch_size", "lr"))
+    def validate(self, key: str, check: Check) -> None:
+        _positive(self, key, ("epochs", "batch_size", "lr"), check)
 
 
 @dc.dataclass(frozen=True)
@@ -137,10 +167,11 @@ class Experts:
     channels: int
     arch: Literal["paper", "unet"]
     batched: Literal["auto", "true", "false"]
+    residual: bool               # E(x) = clamp(x + g(x)), g's last layer zero: exactly the identity at start
 
-    def validate(self, key: str) -> None:
-        _positive(self, key, ("num_experts", "channels"))
-        _check(self.arch == "paper" or self.batched != "true", f"{key}.batched",
+    def validate(self, key: str, check: Check) -> None:
+        _positive(self, key, ("num_experts", "channels"), check)
+        check(self.arch == "paper" or self.batched != "true", f"{key}.batched",
                "the batched form exists for arch 'paper' only; use auto or false")
 
 
@@ -153,9 +184,9 @@ class Pretrain:
     shared: bool
     perturb: float
 
-    def validate(self, key: str) -> None:
-        _positive(self, key, ("lr", "batch_size", "mse_threshold", "max_iterations"))
-        _check(self.perturb >= 0, f"{key}.perturb", f"must be >= 0, got {self.perturb}")
+    def validate(self, key: str, check: Check) -> None:
+        _positive(self, key, ("lr", "batch_size", "mse_threshold", "max_iterations"), check)
+        check(self.perturb >= 0, f"{key}.perturb", f"must be >= 0, got {self.perturb}")
 
 
 @dc.dataclass(frozen=True)
@@ -177,19 +208,26 @@ class Train:
     reseed_perturb: float
     precision: Literal["auto", "fp32", "bf16"]
     identity_weight: float
+    spectral_norm: bool          # spectral normalisation on every D layer
+    r1_gamma: float              # R1 penalty gamma/2 * E|grad_x D(x_real)|^2 (0 = off)
+    ema: float                   # EMA decay of the expert weights used for evaluation (0 = off)
+    hysteresis: float            # a sample's last owner keeps it unless beaten by this logit margin (0 = off)
 
-    def validate(self, key: str) -> None:
-        _check(self.identity_weight >= 0, f"{key}.identity_weight", f"must be >= 0, got {self.identity_weight}")
+    def validate(self, key: str, check: Check) -> None:
+        check(self.identity_weight >= 0, f"{key}.identity_weight", f"must be >= 0, got {self.identity_weight}")
+        check(self.r1_gamma >= 0, f"{key}.r1_gamma", f"must be >= 0, got {self.r1_gamma}")
+        check(0.0 <= self.ema < 1.0, f"{key}.ema", f"must be in [0, 1), got {self.ema}")
+        check(self.hysteresis >= 0, f"{key}.hysteresis", f"must be >= 0, got {self.hysteresis}")
         _positive(self, key, ("iterations", "batch_size", "lr_experts", "lr_discriminator",
-                              "check_every", "check_size", "checkpoint_every"))
+                              "check_every", "check_size", "checkpoint_every"), check)
         for name in ("reseed_every", "reseed_below", "reseed_perturb"):
-            _check(getattr(self, name) >= 0, f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
-        _check(self.reseed_above >= 1.0, f"{key}.reseed_above", f"must be >= 1, got {self.reseed_above}")
-        _check(0.0 < self.lr_final_fraction <= 1.0, f"{key}.lr_final_fraction",
+            check(getattr(self, name) >= 0, f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        check(self.reseed_above >= 1.0, f"{key}.reseed_above", f"must be >= 1, got {self.reseed_above}")
+        check(0.0 < self.lr_final_fraction <= 1.0, f"{key}.lr_final_fraction",
                f"must be in (0, 1], got {self.lr_final_fraction}")
-        _check(self.capacity_factor >= 1.0, f"{key}.capacity_factor",
+        check(self.capacity_factor >= 1.0, f"{key}.capacity_factor",
                f"must be >= 1 (at 1 every expert takes exactly its share), got {self.capacity_factor}")
-        _check(0.0 < self.purity_threshold <= 1.0, f"{key}.purity_threshold",
+        check(0.0 < self.purity_threshold <= 1.0, f"{key}.purity_threshold",
                f"must be in (0, 1], got {self.purity_threshold}")
 
 
@@ -197,8 +235,8 @@ class Train:
 class Evaluate:
     batch_size: int
 
-    def validate(self, key: str) -> None:
-        _positive(self, key, ("batch_size",))
+    def validate(self, key: str, check: Check) -> None:
+        _positive(self, key, ("batch_size",), check)
 
 
 @dc.dataclass(frozen=True)
@@ -226,8 +264,8 @@ class Distributed:
     nproc: int                                   # train stage processes; > 1 relaunches it under torchrun
     backend: Literal["auto", "gloo", "nccl"]     # auto: nccl on CUDA, gloo on CPU
 
-    def validate(self, key: str) -> None:
-        _check(self.nproc >= 1, f"{key}.nproc", f"must be >= 1, got {self.nproc}")
+    def validate(self, key: str, check: Check) -> None:
+        check(self.nproc >= 1, f"{key}.nproc", f"must be >= 1, got {self.nproc}")
 
 
 @dc.dataclass(frozen=True)
@@ -246,68 +284,105 @@ class Config:
         return getattr(self, name)
 
 
-def _positive(obj, key: str, names) -> None:
+def _positive(obj, key: str, names, check: Check) -> None:
     for name in names:
         v = getattr(obj, name)
-        _check(v > 0, f"{key}.{name}", f"must be > 0, got {v}")
+        check(v > 0, f"{key}.{name}", f"must be > 0, got {v}")
 
 
-def _coerce(tp, value, key: str):
-    """Check `value` against the annotation `tp`, returning the typed value."""
+def _as_float(value):
+    """A number, or a string that reads as a finite one: PyYAML (YAML 1.1) loads `1e-3` as a string."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if not isinstance(value, str) or math.isfinite(number) else None
+
+
+def _literal(allowed: tuple, value):
+    """`value` if it is one of `allowed` (same type: 1 is not True); YAML's true/false may stand for
+    the strings 'true'/'false', as people write `batched: true`."""
+    if isinstance(value, bool) and str(value).lower() in allowed:
+        return str(value).lower()
+    return value if value in allowed and type(value) in {type(a) for a in allowed} else _BAD
+
+
+def _coerce(tp, value, key: str, problems: _Problems):
+    """Check `value` against the annotation `tp`: the typed value, or _BAD after noting the problem."""
+    def bad(msg: str):
+        problems.add(f"'{key}' {msg}")
+        return _BAD
+
     origin = typing.get_origin(tp)
     if dc.is_dataclass(tp):
-        _check(isinstance(value, dict), key, f"must be a mapping, got {type(value).__name__}")
-        return _build(tp, value, key)
+        if not isinstance(value, dict):
+            return bad(f"must be a mapping, got {type(value).__name__}")
+        return _build(tp, value, key, problems)
     if origin is Literal:
         allowed = typing.get_args(tp)
-        _check(value in allowed and type(value) in {type(a) for a in allowed}, key,
-               f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
-        return value
+        out = _literal(allowed, value)
+        return bad(f"must be one of {', '.join(map(str, allowed))}; got {value!r}") if out is _BAD else out
     if origin is tuple:
         (inner, _) = typing.get_args(tp)
-        _check(isinstance(value, list), key, f"must be a list, got {type(value).__name__}")
-        return tuple(_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
+        if not isinstance(value, list):
+            return bad(f"must be a list, got {type(value).__name__}")
+        items = [_coerce(inner, v, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+        return _BAD if any(v is _BAD for v in items) else tuple(items)
     if origin is dict:
-        _check(isinstance(value, dict), key, f"must be a mapping, got {type(value).__name__}")
+        if not isinstance(value, dict):
+            return bad(f"must be a mapping, got {type(value).__name__}")
         inner = typing.get_args(tp)[1]
-        return {str(k): _coerce(inner, v, f"{key}.{k}") for k, v in value.items()}
+        items = {str(k): _coerce(inner, v, f"{key}.{k}", problems) for k, v in value.items()}
+        return _BAD if any(v is _BAD for v in items.values()) else items
     if origin is typing.Union:  # Optional[X]
-        if value is None:
-            return None
-        return _coerce(typing.get_args(tp)[0], value, key)
+        return None if value is None else _coerce(typing.get_args(tp)[0], value, key, problems)
     if tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        _check(ok, key, f"must be a number, got {value!r}")
-        return float(value)
-    _check(type(value) is tp, key, f"must be of type {tp.__name__}, got {value!r}")
-    return value
+        number = _as_float(value)
+        return bad(f"must be a number, got {value!r}") if number is None else number
+    return value if type(value) is tp else bad(f"must be of type {tp.__name__}, got {value!r}")
 
 
-def _build(cls, data: dict, key: str):
+def _build(cls, data: dict, key: str, problems: _Problems):
+    """`cls` from `data`, noting unknown, missing and mistyped keys. Its validate() range checks run
+    only when all its values parsed (they may combine several values); other sections still run theirs."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dc.fields(cls)}
-    unknown = sorted(set(data) - names)
+    names = [f.name for f in dc.fields(cls)]
     prefix = f"{key}." if key else ""
-    if unknown:
-        raise PipelineError(f"params: unknown key '{prefix}{unknown[0]}' (allowed here: "
-                            f"{', '.join(sorted(names))}); check for a typo")
-    missing = [n for n in (f.name for f in dc.fields(cls)) if n not in data]
-    if missing:
-        raise PipelineError(f"params: missing key '{prefix}{missing[0]}'; see params.yaml for its meaning")
-    kwargs = {n: _coerce(hints[n], data[n], prefix + n) for n in names}
+    for k in data:
+        if k not in names:
+            problems.add(f"unknown key '{prefix}{k}' (allowed here: {', '.join(sorted(names))}); "
+                         "check for a typo")
+    kwargs = {}
+    for n in names:
+        if n in data:
+            kwargs[n] = _coerce(hints[n], data[n], prefix + n, problems)
+        else:
+            problems.add(f"missing key '{prefix}{n}'; see params.yaml for its meaning")
+    if len(kwargs) < len(names) or any(v is _BAD for v in kwargs.values()):
+        return _BAD
     obj = cls(**kwargs)
     if hasattr(obj, "validate"):
-        obj.validate(key)
+        obj.validate(key, problems.check)
     return obj
 
 
+def _check_datasets(names, check: Check) -> None:
+    """Checked on the raw list, so a misspelt dataset is reported even when other sections fail."""
+    known = {f.name for f in dc.fields(Config)} - {"seed", "device", "distributed", "datasets"}
+    for name in names if isinstance(names, list) else []:
+        check(not isinstance(name, str) or name in known, "datasets", f"names unknown dataset '{name}'")
+
+
 def from_dict(data: dict) -> Config:
+    """The typed config, or one PipelineError listing every problem found."""
     if not isinstance(data, dict):
         raise PipelineError("params: the file must hold a mapping of keys")
-    cfg = _build(Config, data, "")
-    for name in cfg.datasets:
-        _check(name in {f.name for f in dc.fields(Config)} - {"seed", "device", "distributed", "datasets"},
-               "datasets", f"names unknown dataset '{name}'")
+    problems = _Problems()
+    cfg = _build(Config, data, "", problems)
+    _check_datasets(data.get("datasets"), problems.check)
+    problems.raise_any()
     return cfg
 
 

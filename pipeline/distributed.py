@@ -109,6 +109,13 @@ def relaunch_under_torchrun(nproc: int, module: str, args: list[str]) -> int:
     return subprocess.run(cmd).returncode
 
 
+def check_gpu_count(nproc: int, visible: int) -> None:
+    """One process per GPU: more processes than GPUs would fail deep inside CUDA or NCCL set-up."""
+    if nproc > visible:
+        raise PipelineError(f"params: distributed.nproc is {nproc} but only {visible} CUDA devices are visible; "
+                            f"set distributed.nproc <= {visible} or use device: cpu")
+
+
 def init(launch: Launch, backend: str, device: torch.device) -> torch.device:
     """Join the process group; returns this rank's device (cuda:<local rank> on GPUs).
     `backend` auto: nccl on CUDA, gloo on CPU."""
@@ -120,6 +127,7 @@ def init(launch: Launch, backend: str, device: torch.device) -> torch.device:
         raise PipelineError(f"params: distributed.backend nccl needs CUDA devices, but the device is {device}; "
                             "use backend gloo (or auto)")
     if device.type == "cuda":
+        check_gpu_count(launch.local_world, torch.cuda.device_count())
         device = torch.device("cuda", launch.local_rank)
         torch.cuda.set_device(device)
     else:  # share the cores between the local ranks (torchrun would otherwise leave 1 thread each)

@@ -1,3 +1,8 @@
+import json
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -28,8 +33,60 @@ def test_failed_directory_write_keeps_the_old_directory(tmp_path):
 def test_successful_writes_replace(tmp_path):
     save_json({"a": 1}, tmp_path / "m.json")
     save_json({"a": 2}, tmp_path / "m.json")
-    assert (tmp_path / "m.json").read_text().strip().endswith("}")
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_directory_replace_swaps_the_old_one_out_only_after_the_new_one_is_in(tmp_path):
+    target = tmp_path / "curves"
+    save_curves(target, {"a": [(1, 0.5)]})
+    save_curves(target, {"b": [(2, 0.25)]})
+    assert sorted(p.name for p in target.iterdir()) == ["b.tsv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves"]
+
+
+def test_failure_between_the_renames_keeps_the_old_directory(tmp_path, monkeypatch):
+    target = tmp_path / "curves"
+    save_curves(target, {"a": [(1, 0.5)]})
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == 2:                  # old moved aside, new not yet in place
+            assert not target.exists()
+            raise OSError("disk gone")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="disk gone"):
+        save_curves(target, {"b": [(2, 0.25)]})
+    assert calls[0][0] == "curves" and calls[1][1] == "curves" and calls[2] == (calls[0][1], "curves")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves"]
+    assert (target / "a.tsv").read_text() == "step\ta\n1\t0.5\n"
+
+
+def test_hard_crash_between_the_renames_loses_nothing(tmp_path, monkeypatch):
+    """A killed process runs no clean-up: the old folder must still exist (aside), and the new one too."""
+    target = tmp_path / "curves"
+    save_curves(target, {"a": [(1, 0.5)]})
+    real, calls = os.replace, []
+
+    class Killed(BaseException):
+        pass
+
+    def replace(src, dst):
+        calls.append(src)
+        if len(calls) >= 2:                  # dead after moving the old folder aside: nothing more runs
+            raise Killed
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)   # as if killed: no clean-up runs
+    monkeypatch.setattr(Path, "unlink", lambda *a, **k: None)
+    with pytest.raises(Killed):
+        save_curves(target, {"b": [(2, 0.25)]})
+    files = {p.relative_to(tmp_path).parts[-1]: p.read_text() for p in tmp_path.rglob("*.tsv")}
+    assert files == {"a.tsv": "step\ta\n1\t0.5\n", "b.tsv": "step\tb\n2\t0.25\n"}
 
 
 def test_assignment_purity_and_distinct_winners():

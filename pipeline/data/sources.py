@@ -81,6 +81,24 @@ def _check_member(archive: Path, name: str, kind: str | None) -> None:
                             "and folders are allowed; refusing to extract it")
 
 
+def _check_clashes(archive: Path, members: list) -> None:
+    """Two members landing on one path would silently overwrite each other (a repeated name) or fail
+    half-way with an OS error (a file where a folder of that name is needed); refuse both up front.
+    Repeated folders are fine. Each path maps to (is a folder, index and name of the member that put
+    it there); the destination itself is a folder."""
+    seen = {(): (True, -1, ".")}
+    for index, (name, is_dir, _, _) in enumerate(members):
+        parts = PurePosixPath(name).parts
+        for depth in range(len(parts) + 1):
+            folder = depth < len(parts) or is_dir
+            was_folder, first, first_name = seen.setdefault(parts[:depth], (folder, index, name))
+            if first != index and not (was_folder and folder):
+                raise PipelineError(
+                    f"data: archive {archive} has member {name!r} clashing with member {first_name!r} "
+                    "(the same name twice, or a file and a folder of one name); refusing to extract it; "
+                    "re-download the archive or repack it with each path once")
+
+
 def _tar_kind(m: tarfile.TarInfo) -> str | None:
     if m.isfile() or m.isdir():
         return None
@@ -129,6 +147,7 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
             raise _corrupt(archive, e) from e
         for name, _, kind, _ in members:
             _check_member(archive, name, kind)
+        _check_clashes(archive, members)
         names = []
         with atomic_path(dest, is_dir=True) as tmp:
             for name, is_dir, _, m in members:
