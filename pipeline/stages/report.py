@@ -2,7 +2,7 @@
 import pandas as pd
 import torch
 
-from pipeline import config, loop, metrics, report
+from pipeline import config, loop, metrics, report, results
 from pipeline.io import atomic_path, load_json, load_torch, save_text
 from pipeline.paths import Paths
 from pipeline.runtime import log, main, setup, skip_if_unavailable
@@ -34,7 +34,9 @@ def run(dataset: str) -> None:
     mech, digit = t["test_transformed_mech"].numpy(), t.get("test_transformed_digit")
     rows = report.pick_examples(mech, None if digit is None else digit.numpy(), len(names), 1 if digit is not None else 2)
     trained = load_torch(paths.models / "trained.pt")
-    bank, disc = loop.build(ds.experts, *t["test_transformed"].shape[1::2], device, trained["bank"], trained["disc"])
+    bank, disc = loop.build(ds.experts, *t["test_transformed"].shape[1::2], device, trained["bank"], trained["disc"],
+                           ds.train.spectral_norm)
+    disc.eval()
     x = t["test_transformed"][rows]
     with torch.no_grad():
         outs = bank.forward_all(x)
@@ -46,13 +48,15 @@ def run(dataset: str) -> None:
         paired = "test_transformed_clean" in t   # else: unpaired canonical faces for comparison
         first = t["test_transformed_clean"][rows] if paired else t["test_canonical"][: len(rows)]
         report.sample_grid_figure(first.numpy(), x.numpy(), outs.numpy(), win.numpy(), [names[mech[r]] for r in rows],
-                                  "original" if paired else "canonical", tmp / "samples.png")
+                                  "original" if paired else "canonical", tmp / "samples.png",
+                                  report.dead_experts(result, bank.n))
     rel = paths.figures.relative_to(paths.report.parent)
     figs = {"training curves": f"{rel}/curves.png", "assignment heatmap": f"{rel}/assignment.png",
-            "samples (winner framed red)": f"{rel}/samples.png"}
+            "samples (winner framed red; dead experts titled in red)": f"{rel}/samples.png"}
     variants = paths.root / VARIANTS.format(dataset=dataset)
     extra = variants.read_text() if variants.exists() else ""
-    save_text(report.markdown(f"ICM on {dataset}", result, figs, extra), paths.report)
+    marks = [results.mark(label, ok) for label, ok in results.targets(result)]
+    save_text(report.markdown(f"ICM on {dataset}", result, figs, extra, marks), paths.report)
     log(f"report: {paths.report} and {len(figs)} figures in {paths.figures}")
 
 

@@ -1,0 +1,317 @@
+"""The README results table, generated from reports/metrics/*.json and checked against TARGETS.
+
+A hand-typed table once said "no collapse ✓" beside an expert that painted every face red, so no
+number or mark in it is typed: each ✓/✗ is computed here from the metrics against the targets
+defined once below, and a metric absent from the JSON shows as "not measured", never as a pass.
+
+    python -m pipeline.results [--readme README.md] [--metrics reports/metrics]
+        rewrites the block between START and END in the README (atomically)
+    python -m pipeline.results --check [...]
+        exit 1, naming the first line that differs, if the README's block is not what the metrics give
+
+Several seeds: a metrics file may carry `seeds: {"seeds": [0, 1, 2], "mean": {KEY: v}, "std": {KEY: v}}`
+with dotted KEYs (e.g. "specialization.purity_mean"); those numbers then read `value (mean ± std)`.
+The marks are computed on the value itself.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Callable
+
+from pipeline.io import save_text
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+ORDER = ("mnist", "faces", "faces_synthetic", "facearg")   # rows first in this order, then the rest by name
+NOT_MEASURED = "not measured"
+
+TARGETS = {   # from the issues; the only place they are defined
+    "mnist": {"seconds_to_specialize_max": 300, "distinct_share_min": 0.8, "acc_drop_max": 0.02, "dead_max": 0},
+    "faces": {"distinct_share_min": 1.0, "canonical_rate_min": 0.5, "ssim_min": 0.6, "dead_max": 0},
+    "faces_synthetic": {"distinct_share_min": 1.0, "purity_mean_min": 0.9, "purity_min_min": 0.8,
+                        "psnr_gain_min_db": 3.0, "restoration_min_min": 0.5, "dead_max": 0},
+}
+
+
+class Missing(Exception):
+    """A metric the table needs is absent from the JSON (or null where null means unmeasured)."""
+
+
+def get(m: dict, key: str, none_ok: bool = True):
+    """m["a"]["b"] for key "a.b"; Missing if any part is absent (or the value is None and not none_ok)."""
+    node = m
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise Missing(key)
+        node = node[part]
+    if node is None and not none_ok:
+        raise Missing(key)
+    return node
+
+
+def num(m: dict, key: str, spec: str = ".2f") -> str:
+    """The value at `key`, formatted, with the seeds' mean ± std when the file has them."""
+    v = get(m, key, none_ok=False)
+    text = format(v, spec)
+    seeds = m.get("seeds") or {}
+    mean, std = seeds.get("mean", {}).get(key), seeds.get("std", {}).get(key)
+    if mean is not None and std is not None:
+        s = spec if spec != "d" else ".1f"
+        text += f" ({format(mean, s)} ± {format(std, s)})"
+    return text
+
+
+def phrase(text: Callable[[], str], what: str) -> str:
+    try:
+        return text()
+    except Missing:
+        return f"{what}: {NOT_MEASURED}"
+
+
+def verdict(check: Callable[[], bool]) -> bool | None:
+    try:
+        return bool(check())
+    except Missing:
+        return None
+
+
+def mark(label: str, ok: bool | None) -> str:
+    return f"{label}: {NOT_MEASURED}" if ok is None else f"{label} {'✓' if ok else '✗'}"
+
+
+def kind(m: dict) -> str:
+    """Which contract a metrics file follows (pipeline/evaluation.py), from its keys."""
+    if m.get("skipped"):
+        return "skipped"
+    if "per_group" in m:
+        return "faces"
+    return "faces_synthetic" if "assignment" in m else "mnist"
+
+
+def per_rows(m: dict, section: str, key: str) -> list:
+    rows = get(m, section)
+    if not rows:
+        raise Missing(section)
+    return [get(r, key, none_ok=False) for r in rows.values()]
+
+
+# --- targets: (label, check) per kind; a check raising Missing is "not measured" ---
+
+def at_least(m: dict, key: str, limit: float) -> Callable[[], bool]:
+    """A null value is unmeasured here (e.g. restoration_min without any exact inverse)."""
+    return lambda: get(m, key, none_ok=False) >= limit
+
+
+def dead_target(m: dict, limit: int) -> tuple[str, Callable[[], bool]]:
+    label = f"{limit} dead experts" if limit == 0 else f"≤ {limit} dead experts"
+    return label, lambda: get(m, "dead_experts") <= limit
+
+
+def distinct_target(m: dict, share: float) -> tuple[str, Callable[[], bool]]:
+    """At least `share` of the mechanisms have a distinct winner (share 1: all of them)."""
+    need = lambda n: math.ceil(share * n - 1e-9)  # noqa: E731
+    n = m.get("specialization", {}).get("n_mechanisms")
+    label = f"{n}/{n} distinct" if share == 1 else f"≥ {need(n) if n else '?'}/{n or '?'} distinct"
+    return label, lambda: get(m, "specialization.distinct_winners") >= need(get(m, "specialization.n_mechanisms"))
+
+
+def mnist_targets(m: dict) -> list:
+    t = TARGETS["mnist"]
+
+    def fast():   # null: never specialised, a failure rather than unmeasured
+        secs = get(m, "train.seconds_to_specialize")
+        return secs is not None and secs <= t["seconds_to_specialize_max"]
+
+    def acc():
+        return get(m, "classifier.acc_experts") >= get(m, "classifier.acc_clean") - t["acc_drop_max"]
+
+    return [(f"specialised ≤ {t['seconds_to_specialize_max']} s", fast), distinct_target(m, t["distinct_share_min"]),
+            (f"acc experts ≥ acc clean − {t['acc_drop_max']}", acc), dead_target(m, t["dead_max"])]
+
+
+def faces_targets(m: dict) -> list:
+    t = TARGETS["faces"]
+
+    def rates():
+        return min(per_rows(m, "per_group", "canonical_rate_outputs")) >= t["canonical_rate_min"]
+
+    def gender():   # measured only when the metrics carry it
+        pairs = zip(per_rows(m, "per_group", "gender_acc_outputs"), per_rows(m, "per_group", "gender_acc_inputs"))
+        return all(out > inp for out, inp in pairs)
+
+    return [dead_target(m, t["dead_max"]), distinct_target(m, t["distinct_share_min"]),
+            (f"canonical rate out ≥ {t['canonical_rate_min']} in every group", rates),
+            (f"SSIM(input, output) ≥ {t['ssim_min']}", at_least(m, "ssim_input_output", t["ssim_min"])),
+            ("gender acc out > in in every group", gender)]
+
+
+def synthetic_targets(m: dict) -> list:
+    t = TARGETS["faces_synthetic"]
+
+    def gain():
+        return get(m, "psnr_outputs") >= get(m, "psnr_inputs") + t["psnr_gain_min_db"]
+
+    return [distinct_target(m, t["distinct_share_min"]),
+            (f"purity mean ≥ {t['purity_mean_min']}", at_least(m, "specialization.purity_mean", t["purity_mean_min"])),
+            (f"purity min ≥ {t['purity_min_min']}", at_least(m, "specialization.purity_min", t["purity_min_min"])),
+            (f"PSNR out ≥ in + {t['psnr_gain_min_db']:g} dB", gain),
+            (f"restoration min ≥ {t['restoration_min_min']}",
+             at_least(m, "restoration_min", t["restoration_min_min"])),
+            dead_target(m, t["dead_max"])]
+
+
+TARGET_LISTS = {"mnist": mnist_targets, "faces": faces_targets, "faces_synthetic": synthetic_targets}
+
+
+def targets(m: dict) -> list[tuple[str, bool | None]]:
+    """(label, True / False / None = not measured) for every target of the file's kind."""
+    return [(label, verdict(check)) for label, check in TARGET_LISTS.get(kind(m), lambda _: [])(m)]
+
+
+# --- headlines: the real values ---
+
+def dead_phrase(m: dict) -> str:
+    def text():
+        dead = [k.split("_")[-1] for k, r in get(m, "per_expert").items() if r.get("dead")]
+        names = f" (E{', E'.join(dead)})" if dead else ""
+        return f"dead experts {num(m, 'dead_experts', 'd')}/{get(m, 'specialization.n_experts')}{names}"
+    return phrase(text, "dead experts")
+
+
+def spec_phrase(m: dict) -> str:
+    def text():
+        return (f"{num(m, 'specialization.distinct_winners', 'd')}/{num(m, 'specialization.n_mechanisms', 'd')} "
+                f"distinct, purity {num(m, 'specialization.purity_mean')} (min {num(m, 'specialization.purity_min')})")
+    return phrase(text, "specialisation")
+
+
+def mnist_headline(m: dict) -> list[str]:
+    def when():
+        if get(m, "train.iterations_to_specialize") is None:
+            return "never specialised"
+        return (f"specialised at iteration {num(m, 'train.iterations_to_specialize', 'd')}, "
+                f"{num(m, 'train.seconds_to_specialize', '.0f')} s incl. pretraining")
+    acc = lambda: (f"acc clean {num(m, 'classifier.acc_clean', '.3f')}, transformed "  # noqa: E731
+                   f"{num(m, 'classifier.acc_transformed', '.3f')}, experts {num(m, 'classifier.acc_experts', '.3f')}")
+    return [spec_phrase(m), phrase(when, "specialisation time"), phrase(acc, "accuracies"), dead_phrase(m)]
+
+
+def faces_headline(m: dict) -> list[str]:
+    def rates():
+        groups = get(m, "per_group")
+        per = ", ".join(f"{g} {num(m, f'per_group.{g}.canonical_rate_outputs', '.3f')}" for g in groups)
+        return (f"canonical rate {num(m, 'classifier.canonical_rate_inputs', '.3f')} → "
+                f"{num(m, 'classifier.canonical_rate_outputs', '.3f')} (per group out: {per}; "
+                f"evaluator test acc {num(m, 'classifier.test_acc')})")
+    return [spec_phrase(m), phrase(lambda: f"SSIM(input, output) {num(m, 'ssim_input_output')}", "SSIM"),
+            phrase(rates, "canonical rate"), dead_phrase(m)]
+
+
+def synthetic_headline(m: dict) -> list[str]:
+    return [spec_phrase(m),
+            phrase(lambda: f"PSNR {num(m, 'psnr_inputs')} → {num(m, 'psnr_outputs')} dB", "PSNR"),
+            phrase(lambda: f"ceiling {num(m, 'psnr_ceiling')} dB", "PSNR ceiling"),
+            phrase(lambda: f"restoration min {num(m, 'restoration_min')}", "restoration"),
+            phrase(lambda: f"SSIM(input, output) {num(m, 'ssim_input_output')}", "SSIM"), dead_phrase(m)]
+
+
+HEADLINES = {"mnist": mnist_headline, "faces": faces_headline, "faces_synthetic": synthetic_headline}
+
+
+def dataset_cell(name: str, m: dict) -> str:
+    k = kind(m)
+    if k == "faces":
+        what = "groups: " + ", ".join(m.get("per_group", {}))
+    elif k in ("mnist", "faces_synthetic"):
+        what = f"{len(m.get('per_mechanism', {}))} mechanisms"
+    else:
+        return name
+    seeds = (m.get("seeds") or {}).get("seeds")
+    return f"{name} ({what}" + (f"; {len(seeds)} seeds: value (mean ± std)" if seeds else "") + ")"
+
+
+def row(name: str, m: dict) -> str:
+    if kind(m) == "skipped":
+        cells = [name, f"skipped: {m.get('reason', 'no reason given')}", ""]
+    else:
+        cells = [dataset_cell(name, m), "; ".join(HEADLINES[kind(m)](m)),
+                 "; ".join(mark(label, ok) for label, ok in targets(m))]
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def load(metrics_dir: Path) -> dict[str, dict]:
+    files = {p.stem: json.loads(p.read_text()) for p in Path(metrics_dir).glob("*.json")}
+    if not files:
+        raise ValueError(f"no metrics (*.json) in {metrics_dir}")
+    return {k: files[k] for k in sorted(files, key=lambda k: (ORDER.index(k) if k in ORDER else len(ORDER), k))}
+
+
+def table(metrics: dict[str, dict]) -> str:
+    """The README block (markers included)."""
+    lines = [START, "| dataset | headline (test split) | targets |", "|---|---|---|"]
+    lines += [row(name, m) for name, m in metrics.items()]
+    lines += ["", "Generated by `python -m pipeline.results` from `reports/metrics/*.json`; the targets are "
+              "`TARGETS` in `pipeline/results.py`, and a metric absent from the JSON reads \"not measured\". "
+              "`python -m pipeline.results --check` (and `tests/test_results.py`) fails when this table is stale.",
+              END]
+    return "\n".join(lines)
+
+
+def split(text: str) -> tuple[str, str, str]:
+    """(before, block, after) of a README around the markers."""
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise ValueError(f"the README must hold one {START} ... {END} block")
+    head, rest = text.split(START)
+    block, tail = rest.split(END)
+    return head, START + block + END, tail
+
+
+def check(readme: Path, metrics_dir: Path) -> str | None:
+    """None if the README's block is what the metrics give; else a message naming the first difference."""
+    head, block, _ = split(Path(readme).read_text())
+    want = table(load(metrics_dir)).splitlines()
+    have = block.splitlines()
+    for i, (a, b) in enumerate(zip(have + [""] * len(want), want + [""] * len(have))):
+        if a != b:
+            line = head.count("\n") + i + 1
+            return (f"{readme}:{line}: the results table disagrees with {metrics_dir}/*.json\n"
+                    f"  README:  {a or '(nothing)'}\n  metrics: {b or '(nothing)'}\n"
+                    f"run `python -m pipeline.results` to regenerate it")
+    return None
+
+
+def update(readme: Path, metrics_dir: Path) -> bool:
+    """Rewrite the README's block from the metrics (atomically). Returns whether it changed."""
+    text = Path(readme).read_text()
+    head, block, tail = split(text)
+    new = head + table(load(metrics_dir)) + tail
+    if new != text:
+        save_text(new, readme)
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.results", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if the README's table is stale; write nothing")
+    ap.add_argument("--readme", type=Path, default=Path("README.md"))
+    ap.add_argument("--metrics", type=Path, default=Path("reports/metrics"))
+    args = ap.parse_args(argv)
+    try:
+        if args.check:
+            problem = check(args.readme, args.metrics)
+            print(problem or f"{args.readme}: the results table matches {args.metrics}/*.json",
+                  file=sys.stderr if problem else sys.stdout)
+            return 1 if problem else 0
+        changed = update(args.readme, args.metrics)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.readme}: results table {'rewritten' if changed else 'already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

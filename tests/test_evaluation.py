@@ -1,0 +1,172 @@
+"""Per-expert metrics: every expert is measured on every test input, so a collapsed expert is
+flagged dead however few samples it wins (a check on winners only once passed an expert that
+painted every face solid red); and the synthetic-faces PSNR ceiling and restoration."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import evaluation, icm, mechanisms
+from pipeline.models.classifier import Classifier
+from pipeline.models.discriminator import Discriminator
+from pipeline.models.experts import ExpertBank
+
+
+@pytest.fixture(scope="module")
+def data(digits):
+    """200 real digits in [0, 1] as (N, 1, 28, 28), and their labels."""
+    x, y = digits
+    idx = np.arange(0, 300, 3)[:100].tolist() + np.arange(1, 300, 3)[:100].tolist()
+    return torch.tensor(x[idx]).float().div(255).unsqueeze(1), torch.tensor(y[idx])
+
+
+@pytest.fixture(scope="module")
+def identity_bank(data):
+    """A tiny bank of two identical experts, pretrained to approximately the identity."""
+    torch.manual_seed(0)
+    bank = ExpertBank(2, 1, 8, False, "paper")
+    icm.pretrain_identity([bank.experts[0]], data[0], 3e-3, 32, 0.004, 400, torch.Generator().manual_seed(0))
+    bank.experts[1].load_state_dict(bank.experts[0].state_dict())
+    bank.freeze_norm_stats()
+    return bank
+
+
+def zero_disc() -> Discriminator:
+    """D scores every image 0, so every argmax tie goes to expert 0."""
+    disc = Discriminator(1, 28, widths=(4, 4, 4), hidden=8)
+    for p in disc.parameters():
+        p.data.zero_()
+    return disc
+
+
+def evaluate(bank, disc, data) -> dict:
+    x, y = data
+    clf = Classifier(1, 28, 10).eval()
+    run = evaluation.run_experts(bank, disc, clf, x, 64)
+    return evaluation.experts_section(run, x, run["pred"] == y[:, None], "acc", "ssim_input")
+
+
+def constant_copy(bank, i: int):
+    """`bank` with expert i's output conv zeroed and a constant bias: the same image for every input."""
+    bank = copy.deepcopy(bank)
+    with torch.no_grad():
+        bank.experts[i].out.weight.zero_()
+        bank.experts[i].out.bias.fill_(2.0)
+    return bank
+
+
+def test_healthy_identity_expert_is_alive_and_one_that_wins_nothing_is_dead(identity_bank, data):
+    r = evaluate(identity_bank, zero_disc(), data)
+    e0, e1 = r["per_expert"]["expert_0"], r["per_expert"]["expert_1"]
+    assert e0["win_share"] == 1.0 and e0["spread_ratio"] > 0.8 and e0["ssim_input"] > 0.6
+    assert not e0["dead"]
+    # e1 is just as healthy, but wins nothing on the test split: dead all the same
+    assert e1["win_share"] == 0.0 and e1["spread_ratio"] > 0.8 and e1["acc_won"] is None
+    assert e1["dead"]
+    assert (r["alive_experts"], r["dead_experts"]) == (1, 1)
+
+
+def test_constant_output_expert_is_dead_even_when_it_wins_everything(identity_bank, data):
+    r = evaluate(constant_copy(identity_bank, 0), zero_disc(), data)
+    e0 = r["per_expert"]["expert_0"]
+    assert e0["win_share"] == 1.0 and e0["spread_ratio"] < 1e-6 and e0["dead"]
+
+
+def test_constant_output_expert_is_measured_on_every_input_with_a_trained_like_d(identity_bank, data):
+    """A random D: whatever the constant expert wins (maybe nothing, maybe one sample), its spread is
+    measured over all inputs, not over its wins."""
+    torch.manual_seed(1)
+    disc = Discriminator(1, 28, widths=(4, 4, 4), hidden=8).eval()
+    r = evaluate(constant_copy(identity_bank, 1), disc, data)
+    e1 = r["per_expert"]["expert_1"]
+    assert e1["spread_ratio"] < 1e-6 and e1["dead"]
+    assert 0 < e1["d_score"] < 1 and -1 <= e1["ssim_input"] <= 1 and 0 <= e1["acc"] <= 1
+    assert r["dead_experts"] >= 1
+
+
+def test_dead_rule_parts():
+    row = {"win_share": 0.5, "spread_ratio": 1.0, "ssim_input": 0.9, "acc_won": 0.9}
+    assert not evaluation.is_dead(row, "ssim_input")
+    assert evaluation.is_dead({**row, "win_share": 0.0}, "ssim_input")
+    assert evaluation.is_dead({**row, "spread_ratio": 0.29}, "ssim_input")
+    assert evaluation.is_dead({**row, "ssim_input": 0.29}, "ssim_input")
+    assert not evaluation.is_dead({**row, "ssim_input": -0.5}, "acc_won")   # MNIST: the inverter is fine
+    assert evaluation.is_dead({**row, "acc_won": 0.1}, "acc_won")
+    assert not evaluation.is_dead({**row, "spread_ratio": None}, "ssim_input")
+
+
+def test_spread_subset_is_fixed_and_bounded():
+    assert evaluation.spread_subset(3).tolist() == [0, 1, 2]
+    idx = evaluation.spread_subset(10_000)
+    assert len(idx) == evaluation.SPREAD_SAMPLES and idx[0] == 0 and idx[-1] == 9_999
+    assert torch.equal(idx, evaluation.spread_subset(10_000))
+
+
+def test_restoration_and_psnr_ceiling(monkeypatch):
+    """Synthetic faces: an exact inverse sets the ceiling; no inverse -> null ceiling and restoration."""
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(8, 3, 16, 16, generator=g)
+    x = torch.cat([clean[:4] * 0.5, clean[4:] * 0.8])       # two 'mechanisms': darken, fade
+    mech = np.array([0] * 4 + [1] * 4)
+    inverses = {"darken": lambda v: v * 2.0, "fade": lambda v: None}
+    monkeypatch.setattr(mechanisms, "face_inverse", lambda name, v, s: inverses[name](v), raising=False)
+    ceiling = evaluation.ceiling_psnr(["darken", "fade"], x, mech, clean, strength=None)
+    assert torch.all(ceiling[:4] > 90) and torch.isnan(ceiling[4:]).all()   # exact inverse: the 100 dB cap
+
+    out = (x + clean) / 2                                    # halfway to the clean faces
+    d = torch.full((8,), 0.5)
+    p = np.ones(8, dtype=int)
+    clf = {"val_acc": 0.9, "test_acc": 0.9}
+    train = {"iterations": 1, "seconds": 1.0, "iters_per_second": 1.0, "pretrain_seconds": 1.0}
+    r = evaluation.faces(["darken", "fade"], mech, np.zeros(8, dtype=int), 2, x, out, d, p, p, clf, train,
+                         clean, ceiling)
+    dark, fade = r["per_mechanism"]["darken"], r["per_mechanism"]["fade"]
+    assert dark["psnr_ceiling"] > 90 and 0 < dark["restoration"] < 1
+    assert dark["restoration"] == pytest.approx((dark["psnr_outputs"] - dark["psnr_inputs"])
+                                                / (dark["psnr_ceiling"] - dark["psnr_inputs"]))
+    assert fade["psnr_ceiling"] is None and fade["restoration"] is None
+    assert r["restoration_min"] == dark["restoration"] and r["psnr_ceiling"] == pytest.approx(dark["psnr_ceiling"])
+    assert evaluation.restoration(20.0, 25.0, 18.0) is None               # ceiling below the input
+
+
+def test_faces_on_test_reports_every_expert(identity_bank, data, monkeypatch):
+    """The faces contract end to end on tiny grey 'faces' (the digits), with the synthetic extras."""
+    x, _ = data
+    monkeypatch.setattr(mechanisms, "face_inverse", lambda name, v, s: v * 2 if name == "a" else None, raising=False)
+    t = {"test_transformed": x * 0.5, "test_transformed_mech": torch.arange(len(x)) % 2, "mechanisms": ["a", "b"],
+         "test_transformed_clean": x}
+    train = {"iterations": 1, "seconds": 1.0, "iters_per_second": 1.0, "pretrain_seconds": 1.0}
+    clf = Classifier(1, 28, 2).eval()
+    r, owner = evaluation.faces_on_test(identity_bank, zero_disc(), clf, {"val_acc": 0.5, "test_acc": 0.5}, t,
+                                        train, 64, torch.device("cpu"), strength=object())
+    assert "collapse" not in r and set(r["per_expert"]) == {"expert_0", "expert_1"}
+    assert set(r["per_expert"]["expert_0"]) == {"win_share", "spread_ratio", "d_score", "ssim_input",
+                                                "canonical_rate", "canonical_rate_won", "ssim_clean_won", "dead"}
+    assert (owner == 0).all() and r["dead_experts"] == 1 and r["alive_experts"] == 1
+    assert r["psnr_ceiling"] == 100.0 and r["per_mechanism"]["b"]["restoration"] is None
+    assert r["restoration_min"] == r["per_mechanism"]["a"]["restoration"] is not None
+
+
+class ShiftBank(torch.nn.Module):
+    """Two fixed 'experts': the exact inverse of a (4, 4) translation, and the identity."""
+    n = 2
+
+    def forward_all(self, x):
+        return torch.stack([mechanisms.translate(x, -4, -4), x], dim=1)
+
+
+def test_synthetic_mode_keeps_a_perfect_translation_inverter_alive(data, monkeypatch):
+    """Its outputs are shifted 4 px from its inputs (SSIM ~0 against them), yet they are the clean
+    images: in synthetic mode "input kept" is judged against the clean originals of its wins."""
+    clean = mechanisms.translate(data[0], -4, -4)            # digits whose translation loses nothing
+    x = mechanisms.translate(clean, 4, 4)
+    monkeypatch.setattr(mechanisms, "face_inverse", lambda name, v, s: None, raising=False)
+    t = {"test_transformed": x, "test_transformed_mech": torch.zeros(len(x), dtype=torch.long),
+         "mechanisms": ["translate"], "test_transformed_clean": clean}
+    train = {"iterations": 1, "seconds": 1.0, "iters_per_second": 1.0, "pretrain_seconds": 1.0}
+    r, _ = evaluation.faces_on_test(ShiftBank(), zero_disc(), Classifier(1, 28, 2).eval(),
+                                    {"val_acc": 0.5, "test_acc": 0.5}, t, train, 64, torch.device("cpu"), object())
+    e0 = r["per_expert"]["expert_0"]
+    assert e0["ssim_input"] < 0.3 and e0["ssim_clean_won"] > 0.99 and not e0["dead"]
+    assert r["psnr_outputs"] == 100.0 and r["psnr_ceiling"] is None and r["restoration_min"] is None
