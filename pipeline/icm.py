@@ -34,20 +34,58 @@ def capacity(batch: int, num_experts: int, factor: float) -> int:
 
 def assign_capacity(scores: torch.Tensor, cap: int) -> torch.Tensor:
     """Greedy by score, each expert taking at most `cap` samples; a full expert passes the sample
-    on to the sample's next-best expert (MoE-style load balancing)."""
+    on to the sample's next-best expert (MoE-style load balancing).
+
+    The greedy walks all (sample, expert) pairs in descending score (ties: by flat index) and gives a
+    free sample to a non-full expert. This computes the same assignment in torch ops, on the scores'
+    device, in at most N'+1 rounds: each unassigned sample points at its best non-full expert; the first
+    expert to fill up in the walk fills at the pair ranked `t`; every pointed-at pair ranked <= t is
+    taken exactly as the walk takes it, and the next round starts with that expert full."""
     b, n = scores.shape
     if cap * n < b:
         raise ValueError(f"capacity {cap} x {n} experts cannot hold {b} samples")
-    owner = [-1] * b
-    load = [0] * n
-    left = b
-    for flat in torch.argsort(scores.flatten(), descending=True, stable=True).tolist():
-        i, j = divmod(flat, n)
-        if owner[i] < 0 and load[j] < cap:
-            owner[i], load[j], left = j, load[j] + 1, left - 1
-            if not left:
-                break
-    return torch.tensor(owner, device=scores.device)
+    dev = scores.device
+    order = torch.argsort(scores.flatten(), descending=True, stable=True)
+    rank = torch.empty(b * n, dtype=torch.long, device=dev)
+    rank[order] = torch.arange(b * n, device=dev)
+    rank = rank.view(b, n)
+    never = b * n                                    # a rank past every pair
+    owner = torch.full((b,), -1, dtype=torch.long, device=dev)
+    load = torch.zeros(n, dtype=torch.long, device=dev)
+    rows = torch.arange(b, device=dev)
+    for _ in range(n + 1):
+        free = owner < 0
+        if not bool(free.any()):
+            break
+        open_rank = rank.masked_fill((load >= cap)[None, :] | ~free[:, None], never)
+        best_rank, best = open_rank.min(1)                 # per sample: its best non-full expert
+        pointed = torch.full((n, b + 1), never, dtype=torch.long, device=dev)  # + a column that never fills
+        pointed[best[free], rows[free]] = best_rank[free]   # per expert: the ranks of the samples pointing at it
+        room = (cap - load).clamp(1, b + 1)
+        fill = pointed.sort(1).values.gather(1, (room - 1)[:, None]).squeeze(1)  # rank where it would fill
+        t = fill.min()
+        take = free & (best_rank <= t)
+        owner[take] = best[take]
+        load += torch.bincount(best[take], minlength=n)
+    return owner
+
+
+def assign_hysteresis(scores: torch.Tensor, previous: torch.Tensor, margin: float) -> torch.Tensor:
+    """Scores with `margin` added to each sample's previous owner (previous < 0: none yet), so that
+    an owner keeps a sample unless another expert beats it by more than `margin`."""
+    if margin <= 0:
+        return scores
+    has = previous >= 0
+    out = scores.clone()
+    out[has.nonzero(as_tuple=True)[0], previous[has]] += margin
+    return out
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): the mean over real inputs of |grad_x D(x)|^2, as a term with a
+    graph (differentiable in D's parameters). `real` must require grad and feed `real_logits`."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
 
 
 @dc.dataclass
@@ -57,31 +95,51 @@ class StepStats:
     loss: list[float]        # per expert: mean -log D(E(x)) over its won samples (nan if none)
     score: list[float]       # per expert: mean D(E(x)) (probability) over its won samples (nan if none)
     preferred: list[int]     # per expert: samples it scores highest on (its wins under plain argmax)
+    owner: torch.Tensor      # global batch: each sample's winner (on the CPU)
 
 
 def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer,
              opt_d: torch.optim.Optimizer, x_canon: torch.Tensor, x_trans: torch.Tensor,
              assignment: str, cap: int, identity_weight: float, autocast: torch.dtype | None,
-             par: Parallel) -> StepStats:
+             par: Parallel, r1_gamma: float = 0.0, previous: torch.Tensor | None = None,
+             hysteresis: float = 0.0) -> StepStats:
     """`identity_weight`: adds identity_weight * mean |E(x) - x| to each winner's loss (0 = the paper's
     loss). `autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off.
+    The winners are still picked from fp32 outputs and logits: bf16 rounding ties near-identical
+    experts (fresh perturbed copies), and argmax would then always favour the lowest index. So the
+    graph-free expert pass and D's scores are fp32; D's training pass and the winners' pass use autocast.
+    `r1_gamma`: adds r1_gamma/2 * R1 on the canonical batch to D's loss (0 = off; one process only).
+    `previous` (global batch, -1 = none) and `hysteresis`: see assign_hysteresis.
     `par`: the data-parallel group; x_canon and x_trans are this rank's slices of the global batch,
     `cap` is for the global batch, and the returned stats are global (see pipeline/distributed.py)."""
     b, n = x_trans.shape[0], bank.n
     amp = lambda: torch.autocast(x_trans.device.type, dtype=autocast, enabled=autocast is not None)  # noqa: E731
-    with torch.no_grad(), amp():
+    with torch.no_grad():                                       # fp32 even under autocast (see above)
         outs = bank.forward_all(x_trans)                        # (B, N', C, H, W)
+    real_in = x_canon.detach().requires_grad_(r1_gamma > 0)
     with amp():
-        logits = par.disc(torch.cat([x_canon, outs.flatten(0, 1)])).float()
+        logits = par.disc(torch.cat([real_in, outs.flatten(0, 1)])).float()
     real, fake = logits[: x_canon.shape[0]], logits[x_canon.shape[0]:]
+    if autocast is None:
+        fake_scores = fake.detach()
+    else:                                                       # fp32 scores from D before its update
+        with torch.no_grad():
+            fake_scores = disc(outs.flatten(0, 1).float()).float()
     d_loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
               + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    if r1_gamma > 0:
+        d_loss = d_loss + r1_gamma / 2 * r1_penalty(real, real_in)
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
 
-    scores = par.gather(fake.detach().view(b, n))               # global (B_all, N')
-    owner_all = assign_argmax(scores) if assignment == "argmax" else assign_capacity(scores, cap)
+    scores = par.gather(fake_scores.view(b, n))                 # global (B_all, N')
+    if previous is not None:
+        scores_for_owner = assign_hysteresis(scores, previous.to(scores.device), hysteresis)
+    else:
+        scores_for_owner = scores
+    owner_all = (assign_argmax(scores_for_owner) if assignment == "argmax"
+                 else assign_capacity(scores_for_owner, cap))
     owner = owner_all[par.shard(len(owner_all))]
     with amp():
         y = par.assigned(x_trans, owner)
@@ -106,7 +164,7 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
         loss[empty], prob[empty] = float("nan"), float("nan")
     preferred = torch.bincount(scores.argmax(1), minlength=n)
     return StepStats(par.mean(d_loss.item(), x_trans.device), wins.tolist(), loss.tolist(), prob.tolist(),
-                     preferred.tolist())
+                     preferred.tolist(), owner_all)
 
 
 @torch.no_grad()
@@ -150,15 +208,16 @@ def pretrain_identity(experts: list[torch.nn.Module], x: torch.Tensor, lr: float
 
 def pretrained_bank(num_experts: int, channels: int, width: int, arch: str, shared: bool, perturb: float,
                     x: torch.Tensor, lr: float, batch_size: int, threshold: float, max_iterations: int,
-                    generator: torch.Generator, log=None) -> tuple[ExpertBank, int]:
+                    generator: torch.Generator, log=None, residual: bool = False) -> tuple[ExpertBank, int]:
     """A bank of experts initialised to approximately the identity on `x` (on x's device).
+    `residual` experts start as the exact identity; pretraining then only fits the norm statistics.
 
     shared: pretrain one expert and give every expert a perturbed copy (N' times less work);
     otherwise pretrain every expert on its own random batches. Returns (bank, iterations)."""
     fmt = torch.channels_last
-    bank = ExpertBank(num_experts, channels, width, False, arch).to(x.device, memory_format=fmt)
+    bank = ExpertBank(num_experts, channels, width, False, arch, residual).to(x.device, memory_format=fmt)
     if shared:
-        source = make_expert(arch, channels, width).to(x.device, memory_format=fmt)
+        source = make_expert(arch, channels, width, residual).to(x.device, memory_format=fmt)
         its = pretrain_identity([source], x, lr, batch_size, threshold, max_iterations, generator, log)
         perturbed_copies(source, bank, perturb, generator)
     else:

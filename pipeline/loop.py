@@ -9,10 +9,12 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pipeline import icm, metrics
 from pipeline.config import Experts, Train
 from pipeline.distributed import Launch, Parallel
+from pipeline.io import load_weights
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.experts import ExpertBank, use_batched
 
@@ -30,13 +32,16 @@ class State:
     curves: dict = dc.field(default_factory=lambda: defaultdict(list))
     specialized_at: tuple[int, float] | None = None   # (iteration, training seconds)
     preference: torch.Tensor | None = None   # running share of samples each expert scores highest on
+    ema: AveragedModel | None = None         # EMA of the expert weights (cfg.ema > 0), for evaluation
+    last_owner: torch.Tensor | None = None   # per training sample: its last winner (-1: none yet), hysteresis
 
     def state_dict(self) -> dict:
         return {"bank": self.bank.state_dict(), "disc": self.disc.state_dict(),
                 "opt_e": self.opt_e.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "generator": self.generator.get_state(), "iteration": self.iteration,
                 "seconds": self.seconds, "curves": dict(self.curves), "specialized_at": self.specialized_at,
-                "preference": self.preference}
+                "preference": self.preference, "ema": self.ema.state_dict() if self.ema is not None else None,
+                "last_owner": self.last_owner}
 
     def load_state_dict(self, d: dict) -> None:
         self.bank.load_state_dict(d["bank"])
@@ -48,19 +53,26 @@ class State:
         self.curves = defaultdict(list, d["curves"])
         self.specialized_at = d["specialized_at"]
         self.preference = d["preference"]
+        if self.ema is not None:
+            self.ema.load_state_dict(d["ema"])
+        self.last_owner = d["last_owner"]
+
+    def eval_bank(self) -> ExpertBank:
+        """The weights to evaluate: the EMA copy when there is one."""
+        return self.ema.module if self.ema is not None else self.bank
 
 
 def build(experts: Experts, channels: int, size: int, device, bank_state: dict,
-          disc_state: dict | None = None) -> tuple[ExpertBank, Discriminator]:
+          disc_state: dict | None = None, spectral_norm: bool = False) -> tuple[ExpertBank, Discriminator]:
     """The competitive-phase models on `device`: the bank (frozen norm statistics, in the form
     `experts.batched` picks for the device) and the discriminator (new unless `disc_state`)."""
-    bank = ExpertBank(experts.num_experts, channels, experts.channels, use_batched(experts.batched, device, experts.arch),
-                      experts.arch)
-    bank.load_state_dict(bank_state)
+    bank = ExpertBank(experts.num_experts, channels, experts.channels,
+                      use_batched(experts.batched, device, experts.arch), experts.arch, experts.residual)
+    load_weights(bank, bank_state, "expert weights", "pretrain")
     bank.freeze_norm_stats()
-    disc = Discriminator(channels, size)
+    disc = Discriminator(channels, size, spectral_norm=spectral_norm)
     if disc_state is not None:
-        disc.load_state_dict(disc_state)
+        load_weights(disc, disc_state, "discriminator weights", "train")
     return (bank.to(device, memory_format=torch.channels_last),
             disc.to(device, memory_format=torch.channels_last))
 
@@ -68,7 +80,8 @@ def build(experts: Experts, channels: int, size: int, device, bank_state: dict,
 def start(bank_state: dict, experts: Experts, cfg: Train, channels: int, size: int, device, seed: int,
           launch: Launch) -> State:
     """Fresh training state from pretrained expert weights, with a new discriminator and optimisers."""
-    return new_state(*build(experts, channels, size, device, bank_state), cfg, seed, launch)
+    return new_state(*build(experts, channels, size, device, bank_state, spectral_norm=cfg.spectral_norm),
+                     cfg, seed, launch)
 
 
 def new_state(bank: ExpertBank, disc: Discriminator, cfg: Train, seed: int, launch: Launch) -> State:
@@ -78,7 +91,9 @@ def new_state(bank: ExpertBank, disc: Discriminator, cfg: Train, seed: int, laun
     device = next(disc.parameters()).device
     par = (Parallel.single(bank, disc) if launch.world == 1
            else Parallel.ddp(bank, disc, launch.rank, launch.world, device))
-    return State(bank, disc, opt_e, opt_d, torch.Generator().manual_seed(seed), par)
+    ema = (AveragedModel(bank, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+           if cfg.ema > 0 else None)
+    return State(bank, disc, opt_e, opt_d, torch.Generator().manual_seed(seed), par, ema=ema)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -91,7 +106,9 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 def check(state: State, x: torch.Tensor, mech: np.ndarray, n_mech: int, threshold: float, batch_size: int):
     """Assignment of a held-out transformed batch under the plain argmax rule.
     Returns (mechanism x expert counts, specialised?, the winners' outputs)."""
-    owner, out = icm.winners(state.bank, state.disc, x, batch_size)
+    state.disc.eval()     # spectral norm: no power-iteration step from a check
+    owner, out = icm.winners(state.eval_bank(), state.disc, x, batch_size)
+    state.disc.train()
     m = metrics.assignment_matrix(mech, owner.cpu().numpy(), n_mech, state.bank.n)
     return m, metrics.specialized(m, threshold), out
 
@@ -108,14 +125,16 @@ def maybe_reseed(state: State, preferred: list[int], cfg: Train, it: int, log=No
     `reseed_above`/N', the first becomes a perturbed copy of the second."""
     n = state.bank.n
     share = torch.tensor(preferred, dtype=torch.float64) / sum(preferred)
-    ema = share if state.preference is None else 0.9 * state.preference + 0.1 * share
-    state.preference = ema
+    pref = share if state.preference is None else 0.9 * state.preference + 0.1 * share
+    state.preference = pref
     if it % cfg.reseed_every:
         return
-    dead, hog = int(ema.argmin()), int(ema.argmax())
-    if ema[dead] < cfg.reseed_below / n and ema[hog] > cfg.reseed_above / n:
+    dead, hog = int(pref.argmin()), int(pref.argmax())
+    if pref[dead] < cfg.reseed_below / n and pref[hog] > cfg.reseed_above / n:
         icm.reseed(state.bank, state.opt_e, dead, hog, cfg.reseed_perturb, state.generator)
-        ema[dead] = ema[hog] = ema[hog] / 2
+        if state.ema is not None:   # the new expert's average starts from its new weights
+            state.ema.module.experts[dead].load_state_dict(state.bank.experts[dead].state_dict())
+        pref[dead] = pref[hog] = pref[hog] / 2
         state.curves["reseeds"].append((it, dead))
         if log:
             log(f"train: iteration {it}: expert {dead} (preferred {float(share[dead]):.2f}) "
@@ -135,6 +154,8 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
     mine = state.par.shard(cfg.batch_size)
     lead = state.par.rank == 0
     c = state.curves
+    if cfg.hysteresis > 0 and state.last_owner is None:
+        state.last_owner = torch.full((len(x_trans),), -1, dtype=torch.long)
     while state.iteration < cfg.iterations:
         it = state.iteration + 1
         start = time.perf_counter()
@@ -143,9 +164,16 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
             for group in opt.param_groups:
                 group["lr"] = base * scale
         ic = torch.randint(len(x_canon), (cfg.batch_size,), generator=state.generator)[mine].to(dev)
-        itr = torch.randint(len(x_trans), (cfg.batch_size,), generator=state.generator)[mine].to(dev)
+        itr_all = torch.randint(len(x_trans), (cfg.batch_size,), generator=state.generator)
+        itr = itr_all[mine].to(dev)
+        previous = state.last_owner[itr_all] if cfg.hysteresis > 0 else None
         s = icm.icm_step(state.bank, state.disc, state.opt_e, state.opt_d, x_canon[ic], x_trans[itr],
-                         cfg.assignment, cap, cfg.identity_weight, amp, state.par)
+                         cfg.assignment, cap, cfg.identity_weight, amp, state.par, cfg.r1_gamma,
+                         previous, cfg.hysteresis)
+        if cfg.hysteresis > 0:
+            state.last_owner[itr_all] = s.owner
+        if state.ema is not None:
+            state.ema.update_parameters(state.bank)
         if cfg.reseed_every:
             maybe_reseed(state, s.preferred, cfg, it, log)
         state.seconds += time.perf_counter() - start
@@ -170,6 +198,6 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
                 log(f"train: iteration {it}/{cfg.iterations} {state.seconds:.0f} s "
                     f"d_loss {s.d_loss:.3f} distinct {metrics.distinct_winners(m)}/{n_mech} "
                     f"purity mean {np.nanmean(pur):.2f} min {np.nanmin(pur):.2f}" + (" specialised" if ok else ""))
-        if lead and on_checkpoint and (it % cfg.checkpoint_every == 0 or it == cfg.iterations):
-            on_checkpoint(state)
+        if lead and on_checkpoint and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
+            on_checkpoint(state)   # for an interrupted run only: a finished run is never resumed
     return state

@@ -87,3 +87,34 @@ def test_frozen_expert_equals_conv_then_batchnorm():
     for conv, norm in zip(e.convs, e.norms):
         ref = torch.nn.functional.elu(norm(conv(ref)))
     assert torch.allclose(e(x), torch.sigmoid(e.out(ref)), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch,batched", [("paper", False), ("paper", True), ("unet", False)])
+def test_residual_experts_start_as_the_exact_identity_and_learn(arch, batched):
+    torch.manual_seed(0)
+    bank = ExpertBank(3, 3, 8, batched, arch, residual=True)
+    bank.freeze_norm_stats()
+    x = torch.rand(4, 3, 16, 16)
+    assert torch.equal(bank.forward_all(x), x.unsqueeze(1).expand(4, 3, 3, 16, 16))
+    owner = torch.tensor([0, 1, 2, 0])
+    y = bank.forward_assigned(x, owner)
+    assert torch.equal(y, x)
+    (y - 0.5).pow(2).sum().backward()          # the zero-initialised last conv still gets a gradient
+    assert all(e.out.weight.grad is not None and e.out.weight.grad.abs().sum() > 0 for e in bank.experts[:3])
+
+
+def test_spectral_norm_bounds_every_discriminator_layer():
+    from pipeline.models.discriminator import Discriminator
+
+    torch.manual_seed(0)
+    disc = Discriminator(3, 16, spectral_norm=True)
+    for _ in range(30):                          # power iterations run in training-mode forwards
+        disc(torch.rand(8, 3, 16, 16))
+    layers = [*disc.convs, disc.fc, disc.head]
+    for layer in layers:
+        w = layer.weight.detach().flatten(1)
+        assert torch.linalg.matrix_norm(w, ord=2) == pytest.approx(1.0, rel=0.05)
+    plain = Discriminator(3, 16)                 # without it the default init is far from norm 1
+    norms = [float(torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2))
+             for m in (*plain.convs, plain.fc, plain.head)]
+    assert max(abs(v - 1) for v in norms) > 0.3, norms

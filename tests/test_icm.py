@@ -31,6 +31,79 @@ def test_capacity_too_small_is_refused():
         icm.assign_capacity(torch.zeros(10, 2), 4)
 
 
+def greedy_reference(scores: torch.Tensor, cap: int) -> list[int]:
+    """The rule as first written: walk the pairs by descending score, one at a time."""
+    b, n = scores.shape
+    owner, load = [-1] * b, [0] * n
+    for flat in torch.argsort(scores.flatten(), descending=True, stable=True).tolist():
+        i, j = divmod(flat, n)
+        if owner[i] < 0 and load[j] < cap:
+            owner[i], load[j] = j, load[j] + 1
+    return owner
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_capacity_in_torch_ops_equals_the_greedy_walk(seed):
+    g = torch.Generator().manual_seed(seed)
+    b, n = int(torch.randint(1, 40, (1,), generator=g)), int(torch.randint(1, 9, (1,), generator=g))
+    cap = -(-b // n) + int(torch.randint(0, 3, (1,), generator=g))
+    # Half the cases use few distinct values, so that ties (broken by flat index) are common.
+    scores = (torch.randint(0, 4, (b, n), generator=g).float() if seed % 2
+              else torch.randn(b, n, generator=g))
+    assert icm.assign_capacity(scores, cap).tolist() == greedy_reference(scores, cap)
+
+
+def test_hysteresis_keeps_an_owner_under_a_small_margin():
+    scores = torch.tensor([[1.00, 1.05, 0.0], [1.00, 1.05, 0.0], [1.00, 1.50, 0.0]])
+    previous = torch.tensor([0, -1, 0])
+    kept = icm.assign_argmax(icm.assign_hysteresis(scores, previous, 0.1))
+    assert kept.tolist() == [0, 1, 1]        # beaten by 0.05 < margin: kept; no owner yet; beaten by 0.5: moves
+    assert icm.assign_argmax(icm.assign_hysteresis(scores, previous, 0.0)).tolist() == [1, 1, 1]
+    assert torch.equal(scores[0], torch.tensor([1.00, 1.05, 0.0]))   # the input is not modified
+
+
+def test_r1_is_the_squared_input_gradient_of_d():
+    lin = torch.nn.Linear(12, 1)
+    x = torch.rand(5, 12, requires_grad=True)
+    penalty = icm.r1_penalty(lin(x).squeeze(1), x)
+    assert float(penalty.detach()) == pytest.approx(float(lin.weight.detach().pow(2).sum()), rel=1e-6)
+    penalty.backward()                        # differentiable in D's weights: d/dw |w|^2 = 2w
+    assert torch.allclose(lin.weight.grad, 2 * lin.weight.detach())
+
+
+def test_step_adds_the_r1_term_to_d_loss():
+    xc, xt = torch.rand(8, 1, 12, 12), torch.rand(8, 1, 12, 12)
+    losses = []
+    for gamma in (0.0, 10.0):
+        bank, disc = make(3)
+        opt_e, opt_d = torch.optim.Adam(bank.parameters()), torch.optim.Adam(disc.parameters())
+        if gamma:
+            real = xc.clone().requires_grad_(True)
+            expected = gamma / 2 * float(icm.r1_penalty(disc(real).float(), real).detach())
+        losses.append(icm.icm_step(bank, disc, opt_e, opt_d, xc, xt, "argmax", 8, 0.0, None,
+                                   Parallel.single(bank, disc), r1_gamma=gamma).d_loss)
+    assert expected > 0 and losses[1] - losses[0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_winners_are_picked_from_fp32_scores_under_bf16_autocast():
+    # Near-identical experts: bf16 logits tie and argmax would always pick expert 0.
+    bank, disc = make(2)
+    bank.experts[1].load_state_dict(bank.experts[0].state_dict())
+    with torch.no_grad():
+        w = bank.experts[1].out.weight
+        w += 1e-3 * torch.randn(w.shape, generator=torch.Generator().manual_seed(0))
+    xt = torch.rand(16, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fp32 = disc(bank.forward_all(xt).flatten(0, 1)).view(16, 2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = disc(bank.forward_all(xt).flatten(0, 1)).float().view(16, 2)
+    assert (bf16[:, 0] == bf16[:, 1]).any() and (bf16.argmax(1) != fp32.argmax(1)).any()
+    opt_e, opt_d = torch.optim.SGD(bank.parameters(), lr=0.0), torch.optim.SGD(disc.parameters(), lr=0.0)
+    s = icm.icm_step(bank, disc, opt_e, opt_d, torch.rand(16, 1, 12, 12), xt, "argmax", 16, 0.0,
+                     torch.bfloat16, Parallel.single(bank, disc))
+    assert s.owner.tolist() == fp32.argmax(1).tolist()
+
+
 def make(n=3, seed=0):
     torch.manual_seed(seed)
     bank = ExpertBank(n, 1, 8, False, "paper")
@@ -41,7 +114,9 @@ def make(n=3, seed=0):
 
 def test_step_updates_only_the_winners():
     bank, disc = make(3)
-    # Make expert 2 useless (outputs constant 0.5) so it never wins against the others under argmax.
+    # Expert 2 is an exact copy of expert 0: every score ties, and argmax gives the tie to expert 0,
+    # so expert 2 is a loser whose weights must not move.
+    bank.experts[2].load_state_dict(bank.experts[0].state_dict())
     x_trans = torch.rand(8, 1, 12, 12)
     before = [[p.detach().clone() for p in e.parameters()] for e in bank.experts]
     d_before = [p.detach().clone() for p in disc.parameters()]
@@ -50,6 +125,7 @@ def test_step_updates_only_the_winners():
     with torch.no_grad():
         scores = disc(bank.forward_all(x_trans).flatten(0, 1)).view(8, 3)
     expected_winners = set(scores.argmax(1).tolist())
+    assert 2 not in expected_winners and expected_winners
     s = icm.icm_step(bank, disc, opt_e, opt_d, torch.rand(8, 1, 12, 12), x_trans, "argmax", 8, 0.0, None,
                      Parallel.single(bank, disc))
     assert set(np.flatnonzero(s.wins).tolist()) == expected_winners
@@ -110,15 +186,18 @@ def test_perturbed_copies_are_close_but_distinct():
     assert torch.allclose(w[0], src.convs[1].weight, atol=0.05 * src.convs[1].weight.abs().max().item())
 
 
-def test_training_is_deterministic_and_resumes_exactly(cfg):
+@pytest.mark.parametrize("extras", [{}, {"ema": 0.5, "hysteresis": 0.2, "r1_gamma": 1.0, "spectral_norm": True}])
+def test_training_is_deterministic_and_resumes_exactly(cfg, extras):
     tc = type(cfg.mnist.train)(**{**cfg.mnist.train.__dict__, "iterations": 6, "check_every": 3,
-                                  "checkpoint_every": 3, "batch_size": 8})
+                                  "checkpoint_every": 3, "batch_size": 8, **extras})
     g = torch.Generator().manual_seed(0)
     xc, xt = torch.rand(40, 1, 12, 12, generator=g), torch.rand(40, 1, 12, 12, generator=g)
     mech = np.arange(40) % 2
 
     def fresh():
         bank, disc = make(3)
+        if tc.spectral_norm:
+            disc = Discriminator(1, 12, widths=(4, 8, 8), hidden=16, spectral_norm=True)
         return loop.new_state(bank, disc, tc, 0, Launch.single())
 
     a = loop.train(fresh(), xc, xt, xt, mech, 2, tc)
@@ -134,6 +213,26 @@ def test_training_is_deterministic_and_resumes_exactly(cfg):
         for p, q in zip(a.bank.parameters(), other.bank.parameters()):
             assert torch.equal(p, q)
         assert [v for _, v in a.curves["d_loss"]] == [v for _, v in other.curves["d_loss"]]
+        for p, q in zip(a.eval_bank().parameters(), other.eval_bank().parameters()):
+            assert torch.equal(p, q)
+    if tc.ema:      # the evaluated weights are the average, not the last step's
+        assert any(not torch.equal(p, q) for p, q in zip(a.bank.parameters(), a.eval_bank().parameters()))
+    if tc.hysteresis:
+        assert a.last_owner is not None and (a.last_owner >= 0).any()
+
+
+def test_ema_averages_the_expert_weights(cfg):
+    import dataclasses as dc
+
+    bank, disc = make(2)
+    state = loop.new_state(bank, disc, dc.replace(cfg.mnist.train, ema=0.75), 0, Launch.single())
+    w = bank.experts[0].out.weight
+    first = w.detach().clone()
+    state.ema.update_parameters(bank)          # the first update copies
+    with torch.no_grad():
+        w.add_(1.0)
+    state.ema.update_parameters(bank)
+    assert torch.allclose(state.eval_bank().experts[0].out.weight, 0.75 * first + 0.25 * (first + 1.0))
 
 
 def test_hog_splitting_copies_the_most_preferred_expert_into_the_least(cfg):

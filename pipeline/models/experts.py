@@ -1,6 +1,9 @@
 """Experts E_i and the bank that runs N' of them, in a per-expert or a batched form.
 
 Expert (the paper's): 4 x [conv 3x3, BatchNorm, ELU] + conv 3x3 to the image channels + sigmoid.
+Residual form (`residual=True`): E(x) = clamp(x + g(x), 0, 1), where g is the same stack without the
+sigmoid and its last conv starts at zero, so every expert is exactly the identity at the start and
+learns only the correction (the identity need not be relearned through a sigmoid).
 
 BatchNorm uses batch statistics while the experts are pretrained to the identity, and is frozen
 (running statistics, a fixed affine map) in the competitive phase. That makes every expert a
@@ -19,29 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class _ELUFromOutput(torch.autograd.Function):
-    """ELU whose backward uses its output only: dy/dx = 1 if y > 0 else y + 1."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = x.clamp(max=0).exp_().sub_(1).add_(x.relu())
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return grad * torch.where(y > 0, 1.0, y + 1)
-
-
-def elu(x: torch.Tensor) -> torch.Tensor:
-    """ELU as relu(x) + exp(min(x, 0)) - 1: ~2x faster than F.elu on CPU (whose expm1 is slow);
-    in place when no graph is built."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _ELUFromOutput.apply(x)
-    neg = x.clamp(max=0).exp_().sub_(1)
-    return x.relu_().add_(neg)
+from pipeline.models.layers import elu, finish, zero_init
+from pipeline.models.unet import UNetExpert
 
 
 def folded(convs: list[nn.Conv2d], norms: list[nn.BatchNorm2d]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,36 +40,40 @@ def _cat(mods, name: str) -> torch.Tensor:
 
 
 class Expert(nn.Module):
-    def __init__(self, channels: int, width: int, depth: int = 4):
+    def __init__(self, channels: int, width: int, depth: int = 4, residual: bool = False):
         super().__init__()
         chans = [channels] + [width] * depth
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans, chans[1:]))
         self.norms = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(depth))
         self.out = nn.Conv2d(width, channels, 3, padding=1)
+        self.residual = residual
+        if residual:
+            zero_init(self.out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
         for conv, norm in zip(self.convs, self.norms):
             if norm.training:
-                x = elu(norm(conv(x)))
+                h = elu(norm(conv(h)))
             else:  # frozen statistics: fold the norm into the conv (one op less per layer)
-                x = elu(F.conv2d(x, *folded([conv], [norm]), padding=1))
-        return torch.sigmoid(self.out(x))
+                h = elu(F.conv2d(h, *folded([conv], [norm]), padding=1))
+        return finish(x, self.out(h), self.residual)
 
 
-def make_expert(arch: str, channels: int, width: int) -> nn.Module:
+def make_expert(arch: str, channels: int, width: int, residual: bool = False) -> nn.Module:
     """`paper`: the paper's Expert; `unet`: the faces U-Net (pipeline/models/unet.py)."""
-    from pipeline.models.unet import UNetExpert
-
-    return Expert(channels, width) if arch == "paper" else UNetExpert(channels, width)
+    return (Expert(channels, width, residual=residual) if arch == "paper"
+            else UNetExpert(channels, width, residual=residual))
 
 
 class ExpertBank(nn.Module):
-    def __init__(self, num_experts: int, channels: int, width: int, batched: bool, arch: str):
+    def __init__(self, num_experts: int, channels: int, width: int, batched: bool, arch: str,
+                 residual: bool = False):
         super().__init__()
         if batched and arch != "paper":
             raise ValueError(f"the batched form exists for the paper's expert only, not {arch!r}")
-        self.experts = nn.ModuleList(make_expert(arch, channels, width) for _ in range(num_experts))
-        self.batched = batched
+        self.experts = nn.ModuleList(make_expert(arch, channels, width, residual) for _ in range(num_experts))
+        self.batched, self.residual = batched, residual
 
     @property
     def n(self) -> int:
@@ -133,7 +119,7 @@ class ExpertBank(nn.Module):
 
     def _grouped(self, x: torch.Tensor) -> torch.Tensor:
         """All experts as grouped convolutions over a (B, N'*C, H, W) input."""
-        ex, g = self.experts, self.n
+        ex, g, inp = self.experts, self.n, x
         for layer in range(len(ex[0].convs)):
             convs = [e.convs[layer] for e in ex]
             norms = [e.norms[layer] for e in ex]
@@ -145,7 +131,7 @@ class ExpertBank(nn.Module):
                 x = F.conv2d(x, *folded(convs, norms), padding=1, groups=g)
             x = elu(x)
         outs = [e.out for e in ex]
-        return torch.sigmoid(F.conv2d(x, _cat(outs, "weight"), _cat(outs, "bias"), padding=1, groups=g))
+        return finish(inp, F.conv2d(x, _cat(outs, "weight"), _cat(outs, "bias"), padding=1, groups=g), self.residual)
 
     def expert_params(self, i: int) -> list[nn.Parameter]:
         return list(self.experts[i].parameters())

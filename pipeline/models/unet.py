@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.experts import elu
+from pipeline.models.layers import elu, finish, zero_init
 
 BOTTLENECK_DILATIONS = (1, 2, 4, 8)  # part of the architecture, not a tunable
 
@@ -32,8 +32,9 @@ def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
 
 
 class UNetExpert(nn.Module):
-    def __init__(self, channels: int, width: int):
+    def __init__(self, channels: int, width: int, residual: bool = False):
         super().__init__()
+        self.residual = residual
         w1, w2, w3 = width, 2 * width, 4 * width
         self.enc1 = nn.ModuleList([_conv(channels, w1), _conv(w1, w1)])             # H
         self.enc2 = nn.ModuleList([_conv(w1, w2, stride=2), _conv(w2, w2)])         # H/2
@@ -44,6 +45,8 @@ class UNetExpert(nn.Module):
         self.up1 = _conv(w2, w1)                                                    # H
         self.dec1 = _conv(2 * w1, w1)
         self.out = _conv(w1, channels)
+        if residual:
+            zero_init(self.out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, channels, H, W) in [0, 1] -> same shape in (0, 1); H and W divisible by 4."""
@@ -56,7 +59,7 @@ class UNetExpert(nn.Module):
         h = elu(self.dec2(torch.cat([h, s2], dim=1)))
         h = elu(self.up1(F.interpolate(h, scale_factor=2.0, mode="nearest")))
         h = elu(self.dec1(torch.cat([h, s1], dim=1)))
-        return torch.sigmoid(self.out(h))
+        return finish(x, self.out(h), self.residual)
 
 
 def _run(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
