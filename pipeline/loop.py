@@ -113,6 +113,17 @@ def check(state: State, x: torch.Tensor, mech: np.ndarray, n_mech: int, threshol
     return m, metrics.specialized(m, threshold), out
 
 
+def stability(purity_min: list[tuple[int, float]], specialized_at: int | None) -> dict:
+    """How well owners stay put, from the periodic checks' (iteration, purity min) curve: the lowest
+    purity min over the last 25% of checks, and over every check from the first specialised one on
+    (None if never specialised)."""
+    values = [v for _, v in purity_min]
+    late = values[len(values) - max(1, len(values) // 4):] if values else []
+    after = [v for it, v in purity_min if specialized_at is not None and it >= specialized_at]
+    return {"purity_min_last_quarter": round(min(late), 4) if late else None,
+            "purity_min_after_specialized": round(min(after), 4) if after else None}
+
+
 def lr_scale(it: int, iterations: int, final: float) -> float:
     """Cosine decay of the learning rates from 1 at the first iteration to `final` at the last."""
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * (it - 1) / max(1, iterations - 1)))

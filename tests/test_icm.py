@@ -261,3 +261,11 @@ def test_learning_rate_decays_from_base_to_the_final_fraction():
     assert loop.lr_scale(50, 100, 1.0) == pytest.approx(1.0)
     values = [loop.lr_scale(i, 100, 0.1) for i in range(1, 101)]
     assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_stability_reads_the_late_and_post_specialisation_purity():
+    curve = [(25, 0.2), (50, 0.95), (75, 0.6), (100, 0.97), (125, 0.99), (150, 0.92), (175, 0.98), (200, 0.93)]
+    got = loop.stability(curve, 50)
+    assert got == {"purity_min_last_quarter": 0.93, "purity_min_after_specialized": 0.6}
+    assert loop.stability(curve, None)["purity_min_after_specialized"] is None
+    assert loop.stability([], None) == {"purity_min_last_quarter": None, "purity_min_after_specialized": None}

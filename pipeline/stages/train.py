@@ -96,7 +96,8 @@ def fit(cfg: config.Config, dataset: str, paths: Paths, device: torch.device, la
     stats = {"iterations": state.iteration, "seconds": round(state.seconds, 2),
              "iters_per_second": round(state.iteration / state.seconds, 3),
              "iterations_to_specialize": spec[0] if spec else None,
-             "train_seconds_to_specialize": round(spec[1], 2) if spec else None}
+             "train_seconds_to_specialize": round(spec[1], 2) if spec else None,
+             **loop.stability(state.curves["specialization/purity_min"], spec[0] if spec else None)}
     save_curves(paths.plots / "train", state.curves)
     # The weights to evaluate: the EMA of the experts when train.ema > 0, else the last ones.
     save_torch({"bank": state.eval_bank().cpu().state_dict(), "disc": disc.cpu().state_dict()},
