@@ -150,8 +150,12 @@ def mnist(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
 
 def restoration(psnr_in: float, psnr_out: float, ceiling: float | None) -> float | None:
     """Share of the attainable PSNR gain achieved: 0 = no better than the input, 1 = as good as the
-    exact inverse. None without an inverse or when the inverse is no better than the input."""
-    return None if ceiling is None or ceiling <= psnr_in else (psnr_out - psnr_in) / (ceiling - psnr_in)
+    exact inverse. None without an inverse, when the inverse is no better than the input, or when
+    it is lossless (hflip: PSNR at its 100 dB cap), where the fraction would divide by an arbitrary
+    cap and read as ~0 for any expert."""
+    if ceiling is None or ceiling <= psnr_in or ceiling >= imagemetrics.PSNR_CAP_DB - 1:
+        return None
+    return (psnr_out - psnr_in) / (ceiling - psnr_in)
 
 
 def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int, x: torch.Tensor,

@@ -22,9 +22,9 @@ class Strength:
 
 @dc.dataclass(frozen=True)
 class FaceStrength:
-    shift: int          # translation, pixels (down and right)
-    cast: float         # colour cast: added to red, subtracted from blue
-    brightness: float   # brightness_contrast: added after ...
+    shift: int          # translation, pixels (translate: down and right; shift_*: one direction)
+    cast: float         # colour cast: added to red, subtracted from blue (cool_cast: the reverse)
+    brightness: float   # brightness_contrast: added after ...; brighten/darken: +/- its absolute value
     contrast: float     # ... scaling the deviation from mid-grey by this factor
     band: float         # occlusion band height, as a fraction of the image height (at the eyes)
     blur: float         # gaussian blur sigma, as a fraction of the image size
@@ -97,7 +97,23 @@ MECHANISMS: dict[str, Callable[[torch.Tensor, Strength], torch.Tensor]] = {
 }
 
 
+def brighten(x: torch.Tensor, amount: float) -> torch.Tensor:
+    return (x + amount).clamp(0.0, 1.0)
+
+
 FACE_MECHANISMS: dict[str, Callable[[torch.Tensor, FaceStrength], torch.Tensor]] = {
+    # Identifiable pairs (the default): each inverse conflicts with its partner's, as MNIST's
+    # opposite shifts do, so one expert cannot serve both.
+    "shift_up": lambda x, s: translate(x, -s.shift, 0),
+    "shift_down": lambda x, s: translate(x, s.shift, 0),
+    "shift_left": lambda x, s: translate(x, 0, -s.shift),
+    "shift_right": lambda x, s: translate(x, 0, s.shift),
+    "warm_cast": lambda x, s: colour_cast(x, s.cast),
+    "cool_cast": lambda x, s: colour_cast(x, -s.cast),
+    "brighten": lambda x, s: brighten(x, abs(s.brightness)),
+    "darken": lambda x, s: brighten(x, -abs(s.brightness)),
+    # The first set (a documented variant): a flip of an aligned face is not identifiable, and
+    # mechanisms whose inverses do not conflict get merged by one expert.
     "hflip": lambda x, s: x.flip(-1),
     "colour_cast": lambda x, s: colour_cast(x, s.cast),
     "brightness_contrast": lambda x, s: brightness_contrast(x, s.brightness, s.contrast),
@@ -105,6 +121,30 @@ FACE_MECHANISMS: dict[str, Callable[[torch.Tensor, FaceStrength], torch.Tensor]]
     "blur": lambda x, s: gaussian_blur(x, s.blur * x.shape[-1]),
     "translate": lambda x, s: translate(x, s.shift, s.shift),
 }
+
+
+_FACE_INVERSES: dict[str, Callable[[torch.Tensor, FaceStrength], torch.Tensor]] = {
+    "shift_up": FACE_MECHANISMS["shift_down"],
+    "shift_down": FACE_MECHANISMS["shift_up"],
+    "shift_left": FACE_MECHANISMS["shift_right"],
+    "shift_right": FACE_MECHANISMS["shift_left"],
+    "warm_cast": FACE_MECHANISMS["cool_cast"],
+    "cool_cast": FACE_MECHANISMS["warm_cast"],
+    "brighten": FACE_MECHANISMS["darken"],
+    "darken": FACE_MECHANISMS["brighten"],
+    "hflip": FACE_MECHANISMS["hflip"],
+    "colour_cast": lambda x, s: colour_cast(x, -s.cast),
+    "brightness_contrast": lambda x, s: ((x - 0.5 - s.brightness) / s.contrast + 0.5).clamp(0.0, 1.0),
+    "translate": lambda x, s: translate(x, -s.shift, -s.shift),
+}
+
+
+def face_inverse(name: str, x: torch.Tensor, strength: FaceStrength) -> torch.Tensor | None:
+    """The best any expert could do on mechanism `name`'s outputs: its exact inverse, which still
+    cannot restore what the mechanism destroyed (a shifted-out border, clipped values). None where no
+    inverse exists (occlusion, blur)."""
+    inv = _FACE_INVERSES.get(name)
+    return None if inv is None else inv(x, strength)
 
 
 def apply(names: tuple[str, ...], x: torch.Tensor, mech_ids: torch.Tensor, strength) -> torch.Tensor:

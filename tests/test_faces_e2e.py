@@ -5,6 +5,7 @@ import io
 import json
 import tarfile
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -13,7 +14,7 @@ from tests.conftest import mirror_file, with_overrides
 from tests.test_e2e import dvc, make_repo
 
 PER_GROUP = 36
-GROUPS = {"0": "white", "1": "black", "2": "asian"}
+GROUPS = {"0": "white", "1": "black", "2": "asian", "3": "indian", "4": "others"}
 
 
 def cut_mirror(dest) -> None:
@@ -43,9 +44,15 @@ TINY = {
         "data.val_fraction": 0.2, "classifier.epochs": 1, "experts.channels": 4,
         "pretrain.max_iterations": 3, "train.iterations": 4, "train.check_every": 2,
         "train.checkpoint_every": 2, "train.check_size": 20, "train.batch_size": 12}.items()},
-    "faces_synthetic.data.mechanisms": ["hflip", "occlusion", "blur"],
+    "faces_synthetic.data.mechanisms": ["hflip", "shift_up", "warm_cast"],
     "faces_synthetic.experts.num_experts": 3,
     "faces_synthetic.experts.arch": "unet",   # the default is the paper expert; cover the U-Net too
+    # and every stabiliser, through the stages (a D rebuilt without spectral norm would not load)
+    "faces_synthetic.experts.residual": True,
+    "faces_synthetic.train.spectral_norm": True,
+    "faces_synthetic.train.r1_gamma": 1.0,
+    "faces_synthetic.train.ema": 0.9,
+    "faces_synthetic.train.hysteresis": 0.5,
 }
 
 
@@ -65,7 +72,7 @@ def test_faces_chains_follow_the_contracts_and_facearg_is_skipped(repo):
 
     status = json.loads((root / "data/faces/raw/status.json").read_text())
     assert status["skipped"] == {"unreadable image": 1, next(k for k in status["skipped"] if "malformed" in k): 1}
-    assert status["per_group"] == {"white": 36, "black": 36, "asian": 36}   # the corrupt file is not counted
+    assert status["per_group"] == dict.fromkeys(GROUPS.values(), 36)   # the corrupt file is not counted
 
     m = json.loads((root / "reports/metrics/faces.json").read_text())
     assert m["specialization"]["n_mechanisms"] == 2 and m["specialization"]["n_experts"] == 2
@@ -81,9 +88,13 @@ def test_faces_chains_follow_the_contracts_and_facearg_is_skipped(repo):
 
     s = json.loads((root / "reports/metrics/faces_synthetic.json").read_text())
     assert s["specialization"]["n_mechanisms"] == 3 and 0 <= s["specialization"]["distinct_winners"] <= 3
-    assert set(s["per_mechanism"]) == {"hflip", "occlusion", "blur"}
+    assert set(s["per_mechanism"]) == {"hflip", "shift_up", "warm_cast"}
     assert s["psnr_inputs"] > 5 and s["psnr_outputs"] > 0 and len(s["per_expert"]) == 3
-    assert "psnr_ceiling" in s and "restoration_min" in s and "restoration" in s["per_mechanism"]["blur"]
+    flip, up = s["per_mechanism"]["hflip"], s["per_mechanism"]["shift_up"]
+    assert flip["restoration"] is None and flip["psnr_ceiling"] > 99        # lossless inverse: no fraction
+    assert up["psnr_inputs"] < up["psnr_ceiling"] < 99 and isinstance(up["restoration"], float)
+    races = set(pd.read_csv(root / "data/faces_synthetic/prepared/manifest.csv")["race"])
+    assert races == set(GROUPS.values())      # synthetic mode draws faces of every group
     t = torch.load(root / "data/faces_synthetic/prepared/tensors.pt")
     assert t["train_transformed"].shape[1:] == (3, 32, 32)
     assert torch.equal(t["train_transformed"][t["train_transformed_mech"] == 0],

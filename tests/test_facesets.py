@@ -62,6 +62,12 @@ def test_acquire_counts_bad_files_and_prepare_keeps_channel_order(cfg, archive, 
     assert {"file", "age", "gender", "race", "source", "split"} <= set(manifest.columns)
     assert manifest.groupby("race").size().to_dict() == {"asian": 20, "black": 20, "white": 20}
     assert not set(manifest[manifest.split == "test"].file) & set(manifest[manifest.split == "train"].file)
+    for split in ("train", "val", "test"):        # gender labels travel with their faces (0 male, 1 female)
+        for role in ("canonical", "transformed"):
+            g = t[f"{split}_{role}_gender"]
+            rows = manifest[(manifest.split == split) & (manifest.role == role)]
+            assert len(g) == len(t[f"{split}_{role}"]) == len(rows)
+            assert sorted(g.tolist()) == sorted(rows.gender.tolist())
 
 
 def test_synthetic_mode_applies_known_mechanisms_to_canonical_faces(cfg, archive, tmp_path):
@@ -71,6 +77,8 @@ def test_synthetic_mode_applies_known_mechanisms_to_canonical_faces(cfg, archive
     facesets.acquire(d.source, str(archive.parent), raw, lambda m: None)
     t, manifest = facesets.prepare(raw, d, seed=0)
     assert set(manifest.race) == {"asian"} and t["mechanisms"] == ["hflip", "occlusion"]
+    both = facesets.prepare(raw, dc.replace(d, transformed=("white", "black")), seed=0)[1]
+    assert set(both.race) == {"asian", "white", "black"}    # the listed groups are all drawn
     occluded = t["train_transformed"][t["train_transformed_mech"] == 1]
     assert occluded[:, :, 10:16].max() == 0 and occluded[:, 0, :8].min() > 0.95   # black band over the eyes
 

@@ -91,3 +91,38 @@ def test_blur_keeps_flat_images_and_spreads_a_peak():
     peak[..., 4, 4] = 1.0
     y = m.gaussian_blur(peak, 1.0)
     assert y[..., 4, 4].max() < 0.2 and y[..., 4, 5].min() > 0.05
+
+
+def test_identifiable_face_mechanisms_exact_effects():
+    x = rgb()
+    f = m.FACE_MECHANISMS
+    up, down = f["shift_up"](x, FACE), f["shift_down"](x, FACE)
+    assert torch.equal(up[..., :3, :], x[..., 1:, :]) and up[..., 3, :].eq(0).all()   # rows move up, bottom zero
+    assert torch.equal(down[..., 1:, :], x[..., :3, :]) and down[..., 0, :].eq(0).all()
+    left, right = f["shift_left"](x, FACE), f["shift_right"](x, FACE)
+    assert torch.equal(left[..., :, :3], x[..., :, 1:]) and left[..., :, 3].eq(0).all()
+    assert torch.equal(right[..., :, 1:], x[..., :, :3]) and right[..., :, 0].eq(0).all()
+    warm, cool = f["warm_cast"](x, FACE), f["cool_cast"](x, FACE)
+    assert torch.allclose(warm[0, :, 1, 1], torch.tensor([0.7, 0.5, 0.3]))
+    assert torch.allclose(cool[0, :, 1, 1], torch.tensor([0.3, 0.5, 0.7]))
+    assert warm[0, 0, 0, 0] == 1.0 and cool[0, 2, 0, 0] == 1.0          # clipped at 1
+    bright, dark = f["brighten"](x, FACE), f["darken"](x, FACE)          # |brightness| = 0.1 either way
+    assert torch.allclose(bright[0, :, 1, 1], torch.full((3,), 0.6)) and bright[0, 0, 0, 0] == 1.0
+    assert torch.allclose(dark[0, :, 1, 1], torch.full((3,), 0.4)) and torch.allclose(dark[0, :, 0, 0], torch.full((3,), 0.9))
+
+
+def test_face_inverses_undo_all_but_what_was_destroyed():
+    x = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(0)) * 0.6 + 0.2   # no clipping
+    strong = m.FaceStrength(shift=1, cast=0.1, brightness=-0.1, contrast=0.5, band=0.25, blur=0.1)
+    for name in ("warm_cast", "cool_cast", "brighten", "darken", "hflip", "colour_cast", "brightness_contrast"):
+        back = m.face_inverse(name, m.FACE_MECHANISMS[name](x, strong), strong)
+        assert torch.allclose(back, x, atol=1e-6), name
+    # shift_up pushes the top row out, and so on: the inverse restores everything else
+    inner = {"shift_up": (slice(1, 6), slice(None)), "shift_down": (slice(0, 5), slice(None)),
+             "shift_left": (slice(None), slice(1, 6)), "shift_right": (slice(None), slice(0, 5)),
+             "translate": (slice(0, 5), slice(0, 5))}
+    for name, (rows, cols) in inner.items():     # exact away from the border the shift destroyed
+        back = m.face_inverse(name, m.FACE_MECHANISMS[name](x, strong), strong)
+        assert torch.equal(back[..., rows, cols], x[..., rows, cols]), name
+        assert not torch.equal(back, x), name
+    assert m.face_inverse("occlusion", x, strong) is None and m.face_inverse("blur", x, strong) is None

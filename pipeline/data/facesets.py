@@ -6,7 +6,8 @@ folders) and status.json ({"available": bool, "message", counts}). FaceARG absen
 
 prepared tensors (prepare output), as for MNIST: f"{split}_canonical", f"{split}_transformed" and
 f"{split}_transformed_mech" (index into tensors["mechanisms"]), float (N, 3, S, S) in [0, 1]; in
-synthetic mode also f"{split}_transformed_clean" (the face before its mechanism).
+synthetic mode also f"{split}_transformed_clean" (the face before its mechanism); f"{split}_canonical_gender"
+and f"{split}_transformed_gender" (UTKFace: 0 male, 1 female; -1 unknown).
 """
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def prepare(raw: Path, d: FacesData, seed: int) -> tuple[dict, pd.DataFrame]:
     """Balanced sample, resize, stratified splits; demographic or synthetic (see module doc)."""
     frame = pd.read_csv(raw / "manifest.csv")
     rng = np.random.default_rng(seed)
-    groups = [d.canonical, *d.transformed] if d.mode == "demographic" else [d.canonical]
+    # Synthetic mode draws every listed group too: its mechanisms are synthetic, nothing ties them to one.
+    groups = [d.canonical, *d.transformed]
     picked = faces.balanced_sample(frame, groups, d.cap_per_group, rng)
     x, loaded = faces.load_images(raw / "images", picked["file"].tolist(), d.image_size)
     picked = picked.iloc[loaded].reset_index(drop=True)
@@ -83,6 +85,8 @@ def prepare(raw: Path, d: FacesData, seed: int) -> tuple[dict, pd.DataFrame]:
     parts = stratified_split(picked["race"].to_numpy(), {"test": d.test_fraction, "val": d.val_fraction,
                                                          "train": 0.0}, seed)
     names = list(d.transformed) if d.mode == "demographic" else list(d.mechanisms)
+    gender = (pd.to_numeric(picked["gender"], errors="coerce").fillna(-1).astype(np.int64).to_numpy()
+              if "gender" in picked else np.full(len(picked), -1, dtype=np.int64))
     tensors, rows = {"mechanisms": names}, []
     for split in SPLITS:
         idx = parts[split]
@@ -99,6 +103,8 @@ def prepare(raw: Path, d: FacesData, seed: int) -> tuple[dict, pd.DataFrame]:
             tensors[f"{split}_transformed"] = mech.apply(tuple(names), x[trans], torch.from_numpy(ids), d.strength)
         tensors[f"{split}_canonical"] = x[canon]
         tensors[f"{split}_transformed_mech"] = torch.from_numpy(ids)
+        tensors[f"{split}_canonical_gender"] = torch.from_numpy(gender[canon])        # -1: unknown
+        tensors[f"{split}_transformed_gender"] = torch.from_numpy(gender[trans])
         for role, sel, m in (("canonical", canon, None), ("transformed", trans, ids)):
             part = picked.iloc[sel].assign(split=split, role=role,
                                            mechanism="" if m is None else [names[j] for j in m])
