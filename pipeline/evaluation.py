@@ -223,10 +223,10 @@ def ceiling_psnr(names: list[str], x: torch.Tensor, mech: np.ndarray, clean: tor
 
 @torch.no_grad()
 def faces_on_test(bank, disc, clf: torch.nn.Module, saved_clf: dict, t: dict, train: dict, batch_size: int,
-                  device, strength=None) -> tuple[dict, np.ndarray]:
+                  device, strength=None, gender_clf: torch.nn.Module | None = None) -> tuple[dict, np.ndarray]:
     """Every expert on the test split's transformed faces, then `faces` on the argmax winners plus
     the per-expert section. `strength` (the dataset's FaceStrength) enables the PSNR ceiling in
-    synthetic mode. Shared by the evaluate stage and bench/variants.py. Returns (metrics, winner per
+    synthetic mode; `gender_clf` (demographic mode) the gender robustness probe. Shared by the evaluate stage and bench/variants.py. Returns (metrics, winner per
     sample)."""
     names, mech, clean = t["mechanisms"], t["test_transformed_mech"].numpy(), t.get("test_transformed_clean")
     x = images_to(t["test_transformed"], device)
@@ -239,7 +239,36 @@ def faces_on_test(bank, disc, clf: torch.nn.Module, saved_clf: dict, t: dict, tr
                    run["pred"][pick, run["owner"]].numpy(), saved_clf, train, clean, ceiling)
     kept = KEPT["faces" if clean is None else "faces_synthetic"]
     result.update(experts_section(run, x, run["pred"] == CANONICAL, "canonical_rate", kept))
+    if gender_clf is not None:
+        g = gender_robustness(gender_clf, t, run["out"], batch_size, device)
+        result["classifier"]["gender_acc_canonical"] = g.pop("canonical")
+        for name, row in g.items():
+            result["per_group"][name].update(row)
     return result, owner
+
+
+def gender_robustness(gclf: torch.nn.Module, t: dict, out: torch.Tensor, batch_size: int, device) -> dict:
+    """The faces analogue of MNIST's acc_experts: a gender classifier trained on canonical faces only,
+    scored on held-out canonical test faces (`canonical`), and per transformed group on the raw faces
+    (`gender_acc_inputs`) and on their winners' outputs `out` (`gender_acc_outputs`). Faces without a
+    gender label are left out."""
+    g_canon, g_trans = t["test_canonical_gender"], t["test_transformed_gender"]
+    mech = t["test_transformed_mech"]
+
+    def acc(x: torch.Tensor, y: torch.Tensor) -> float | None:
+        known = y >= 0
+        if not known.any():
+            return None
+        pred = predict(gclf, images_to(x[known.to(x.device)], device), batch_size).cpu()
+        return float((pred == y[known]).float().mean())
+
+    result = {"canonical": acc(t["test_canonical"], g_canon)}
+    x_in = t["test_transformed"]
+    for j, name in enumerate(t["mechanisms"]):
+        sel = mech == j
+        result[name] = {"gender_acc_inputs": acc(x_in[sel], g_trans[sel]),
+                        "gender_acc_outputs": acc(out.cpu()[sel], g_trans[sel])}
+    return result
 
 
 @torch.no_grad()

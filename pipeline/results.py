@@ -211,8 +211,13 @@ def faces_headline(m: dict) -> list[str]:
         return (f"canonical rate {num(m, 'classifier.canonical_rate_inputs', '.3f')} → "
                 f"{num(m, 'classifier.canonical_rate_outputs', '.3f')} (per group out: {per}; "
                 f"evaluator test acc {num(m, 'classifier.test_acc')})")
+    def gender():
+        groups = get(m, "per_group")
+        per = ", ".join(f"{g} {num(m, f'per_group.{g}.gender_acc_inputs', '.3f')} → "
+                        f"{num(m, f'per_group.{g}.gender_acc_outputs', '.3f')}" for g in groups)
+        return f"gender acc canonical {num(m, 'classifier.gender_acc_canonical', '.3f')}, in → out: {per}"
     return [spec_phrase(m), phrase(lambda: f"SSIM(input, output) {num(m, 'ssim_input_output')}", "SSIM"),
-            phrase(rates, "canonical rate"), dead_phrase(m)]
+            phrase(rates, "canonical rate"), phrase(gender, "gender accuracy"), dead_phrase(m)]
 
 
 def synthetic_headline(m: dict) -> list[str]:

@@ -173,3 +173,25 @@ def test_synthetic_mode_keeps_a_perfect_translation_inverter_alive(data, monkeyp
     e0 = r["per_expert"]["expert_0"]
     assert e0["ssim_input"] < 0.3 and e0["ssim_clean_won"] > 0.99 and not e0["dead"]
     assert r["psnr_outputs"] == 100.0 and r["psnr_ceiling"] is None and r["restoration_min"] is None
+
+
+class Brightness(torch.nn.Module):
+    """A stand-in gender classifier: says 1 (female) for bright images, 0 for dark ones."""
+
+    def forward(self, x):
+        m = x.flatten(1).mean(1)
+        return torch.stack([0.5 - m, m - 0.5], 1)
+
+
+def test_gender_robustness_scores_canonical_inputs_and_outputs_per_group():
+    bright, dark = torch.full((2, 3, 4, 4), 0.9), torch.full((2, 3, 4, 4), 0.1)
+    t = {"test_canonical": torch.cat([bright, dark]), "test_canonical_gender": torch.tensor([1, 1, 0, -1]),
+         "test_transformed": torch.cat([dark, bright, dark]), "test_transformed_gender": torch.tensor([1, 1, 1, 0, 0, 0]),
+         "test_transformed_mech": torch.tensor([0, 0, 1, 1, 0, 1]), "mechanisms": ["white", "black"]}
+    out = torch.cat([bright, bright, dark])            # the winners brighten group white's first two faces
+    g = evaluation.gender_robustness(Brightness(), t, out, 4, torch.device("cpu"))
+    assert g["canonical"] == pytest.approx(1.0)          # 3 labelled canonical faces, all right; -1 left out
+    # white: samples 0, 1 (female, dark in -> bright out) and 4 (male, dark -> dark)
+    assert g["white"] == {"gender_acc_inputs": pytest.approx(1 / 3), "gender_acc_outputs": pytest.approx(1.0)}
+    # black: samples 2 (female, bright -> bright), 3 (male, bright -> bright), 5 (male, dark -> dark)
+    assert g["black"] == {"gender_acc_inputs": pytest.approx(2 / 3), "gender_acc_outputs": pytest.approx(2 / 3)}

@@ -85,6 +85,9 @@ def test_faces_chains_follow_the_contracts_and_facearg_is_skipped(repo):
         assert 0 <= e["win_share"] <= 1 and 0 < e["d_score"] < 1 and isinstance(e["dead"], bool)
         assert e["spread_ratio"] >= 0 and -1 <= e["ssim_input"] <= 1 and 0 <= e["canonical_rate"] <= 1
     assert set(m["assignment"]) == {"white", "black"}
+    assert 0 <= m["classifier"]["gender_acc_canonical"] <= 1          # the robustness probe, per group
+    for g in m["per_group"].values():
+        assert 0 <= g["gender_acc_inputs"] <= 1 and 0 <= g["gender_acc_outputs"] <= 1
 
     s = json.loads((root / "reports/metrics/faces_synthetic.json").read_text())
     assert s["specialization"]["n_mechanisms"] == 3 and 0 <= s["specialization"]["distinct_winners"] <= 3

@@ -30,7 +30,9 @@ def run(dataset: str) -> None:
     if isinstance(ds, config.MnistConfig):
         result, owner = evaluation.mnist_on_test(bank, disc, clf, t, train, bs, device)
     else:
-        result, owner = evaluation.faces_on_test(bank, disc, clf, saved, t, train, bs, device, ds.data.strength)
+        gender = saved.get("gender")
+        gclf = classifier.load(gender, channels, size, device) if gender else None
+        result, owner = evaluation.faces_on_test(bank, disc, clf, saved, t, train, bs, device, ds.data.strength, gclf)
     save_json(result, paths.metrics)
     with atomic_path(paths.plots / "assignment.csv") as tmp:
         pd.DataFrame({"mechanism": [names[j] for j in mech], "expert": owner}).to_csv(tmp, index=False)
