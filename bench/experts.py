@@ -9,7 +9,7 @@ dispatched per iteration, counted with a TorchDispatchMode: the device-independe
 launch overhead (target: batched <= 1/4 of plain at N' = 10, and flat in N'). View ops (no kernel
 launch) are counted separately.
 
-    python bench/experts.py [--seconds 8] [--json reports/bench/experts.json]
+    python bench/experts.py [--seconds 8] [--experts 3 10] [--json reports/bench/experts.json]
 """
 from __future__ import annotations
 
@@ -37,7 +37,6 @@ class PlainICM:
         self.opts = [torch.optim.Adam(e.parameters(), lr=1e-3) for e in self.experts]
         self.disc = Discriminator(1, SIZE)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=1e-3)
-        self.par = Parallel.single(self.bank, self.disc)
 
     def step(self, xc: torch.Tensor, xt: torch.Tensor) -> None:
         outs = [e(xt) for e in self.experts]
@@ -110,13 +109,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0, help="timing window per variant")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--experts", type=int, nargs="+", default=[3, 10], help="the N' values to measure")
     args = ap.parse_args()
     torch.manual_seed(0)
     xc, xt = torch.rand(B, 1, SIZE, SIZE), torch.rand(B, 1, SIZE, SIZE)
     rows = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {B}, {SIZE}x{SIZE}")
     print(f"{'N':>3} {'variant':<26} {'it/s':>7} {'x plain':>8} {'ops/it':>8} {'non-view':>9} {'ops/plain':>10} {'non-view/plain':>15}")
-    for n in (3, 10):
+    for n in args.experts:
         variants = {"plain (reference)": PlainICM(n),
                     "ours per-expert NCHW": Ours(n, False, False),
                     "ours per-expert ch-last": Ours(n, False, True),

@@ -226,12 +226,13 @@ def mnist_table(results: dict[str, list[dict]], default: str) -> str:
              "specialised check (every mechanism a distinct dominant expert with purity >= 0.9 on held-out "
              "validation digits, argmax rule) or at the iteration cap. Seconds include identity "
              "pretraining; `threads` is the run's torch thread count (single-threaded runs went two at a time "
-             f"on the 2-core machine). Default recipe: **{default}**.", "",
-             "| variant | seed | threads | pretrain it | iterations to specialise | seconds to specialise | "
-             "distinct owners at stop | purity at stop |", "|---|---|---|---|---|---|---|---|"]
+             f"on the 2-core machine). Default recipe: **{default}**. Each row's commit and full params are in "
+             "the JSON beside this file.", "",
+             "| variant | seed | commit | threads | pretrain it | iterations to specialise | seconds to specialise | "
+             "distinct owners at stop | purity at stop |", "|---|---|---|---|---|---|---|---|---|"]
     for name, rows in results.items():
         for r in rows:
-            lines.append(f"| {name} | {r['seed']} | {r['threads']} | {r['pretrain_iterations']} | "
+            lines.append(f"| {name} | {r['seed']} | {r.get('commit', '?')[:8]} | {r['threads']} | {r['pretrain_iterations']} | "
                          f"{r['iterations_to_specialize'] or 'not by ' + str(r['iterations'])} | "
                          f"{r['seconds_to_specialize'] or '-'} | {r['distinct_winners']}/10 | {r['purity_mean']} |")
     return "\n".join(lines) + "\n"
