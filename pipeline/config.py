@@ -269,11 +269,29 @@ class Distributed:
 
 
 @dc.dataclass(frozen=True)
+class Transfer:
+    datasets: tuple[str, ...]                    # MNIST datasets whose experts are tried on Omniglot
+    archives: tuple[str, ...]                    # zips under <mirror>/omniglot/
+    sha256: tuple[str, ...]                      # one per archive ("" = no check)
+    mirror: Optional[str]                        # env ICM_DATA_MIRROR, when set, takes precedence
+    max_images: int                              # 0 = every character
+    batch_size: int
+
+    def validate(self, key: str, check: Check) -> None:
+        check(len(self.sha256) == len(self.archives), f"{key}.sha256", "must give one checksum per archive")
+        check(self.max_images >= 0, f"{key}.max_images", f"must be >= 0, got {self.max_images}")
+        check(self.batch_size > 0, f"{key}.batch_size", f"must be > 0, got {self.batch_size}")
+        for name in self.datasets:
+            check(name == "mnist", f"{key}.datasets", f"names {name!r}; only mnist has the paper's transfer")
+
+
+@dc.dataclass(frozen=True)
 class Config:
     seed: int
     device: Literal["auto", "cpu", "cuda", "mps"]
     distributed: Distributed
     datasets: tuple[str, ...]
+    transfer: Transfer
     mnist: MnistConfig
     faces: FacesConfig
     faces_synthetic: FacesConfig
@@ -370,7 +388,7 @@ def _build(cls, data: dict, key: str, problems: _Problems):
 
 def _check_datasets(names, check: Check) -> None:
     """Checked on the raw list, so a misspelt dataset is reported even when other sections fail."""
-    known = {f.name for f in dc.fields(Config)} - {"seed", "device", "distributed", "datasets"}
+    known = {f.name for f in dc.fields(Config)} - {"seed", "device", "distributed", "datasets", "transfer"}
     for name in names if isinstance(names, list) else []:
         check(not isinstance(name, str) or name in known, "datasets", f"names unknown dataset '{name}'")
 
@@ -382,6 +400,10 @@ def from_dict(data: dict) -> Config:
     problems = _Problems()
     cfg = _build(Config, data, "", problems)
     _check_datasets(data.get("datasets"), problems.check)
+    if cfg is not _BAD:
+        for name in cfg.transfer.datasets:
+            problems.check(name in cfg.datasets, "transfer.datasets",
+                           f"names {name!r}, which 'datasets' does not list; add it there or remove it here")
     problems.raise_any()
     return cfg
 

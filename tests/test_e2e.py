@@ -23,6 +23,7 @@ TINY = {
     "mnist.train.checkpoint_every": 4,
     "mnist.train.check_size": 50,
     "mnist.data.mechanisms": ["up", "invert", "noise"],
+    "transfer.max_images": 36,
 }
 
 
@@ -76,6 +77,14 @@ def test_repro_follows_the_metrics_contract_and_reruns_only_what_changed(repo):
     assert (repo / "models/mnist/checkpoints/complete.json").exists()     # a finished run: nothing to resume
     assert not (repo / "models/mnist/checkpoints/train.pt").exists()
     assert "Running stage 'train@mnist'" in out
+    transfer = json.loads((repo / "reports/metrics/mnist_transfer.json").read_text())
+    if os.environ.get("ICM_DATA_MIRROR"):      # the paper's Omniglot transfer (the mirror has the zips)
+        assert transfer["n_characters"] == 36 and 0 <= transfer["owner_agreement"] <= 3
+        assert set(transfer["per_mechanism"]) == {"up", "invert", "noise"}
+        assert all(r["mse_inputs"] > 0 for r in transfer["per_mechanism"].values())
+        assert (repo / "reports/figures/mnist_transfer/samples.png").stat().st_size > 1000
+    else:
+        assert transfer["skipped"] is True and "Omniglot" in transfer["reason"]
 
     start = time.perf_counter()
     assert "Running stage" not in dvc(repo, "repro")       # no-op: nothing changed
@@ -85,4 +94,4 @@ def test_repro_follows_the_metrics_contract_and_reruns_only_what_changed(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(with_overrides(params, {"mnist.train.lr_experts": 0.002})))
     out = dvc(repo, "repro")
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@mnist", "evaluate@mnist", "report@mnist"}
+    assert ran == {"train@mnist", "evaluate@mnist", "report@mnist", "transfer@mnist"}

@@ -39,6 +39,7 @@ def cut_mirror(dest) -> None:
 
 TINY = {
     "datasets": ["faces", "faces_synthetic", "facearg"],
+    "transfer.datasets": [],
     **{f"{ds}.{k}": v for ds in ("faces", "faces_synthetic", "facearg") for k, v in {
         "data.source.sha256": None, "data.cap_per_group": 30, "data.test_fraction": 0.2,
         "data.val_fraction": 0.2, "classifier.epochs": 1, "experts.channels": 4,

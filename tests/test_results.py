@@ -101,3 +101,14 @@ def test_check_fails_when_the_metrics_change(tmp_path):
     path.write_text(json.dumps(m))
     problem = results.check(readme, tmp_path / "metrics")
     assert problem is not None and "7/10 distinct" in problem
+
+
+def test_transfer_targets_read_agreement_and_every_mse_ratio():
+    per = {f"m{i}": {"mse_ratio": 0.3} for i in range(9)}
+    m = {"owner_agreement": 9, "n_mechanisms": 10, "n_characters": 100, "purity_mean": 0.9, "purity_min": 0.5,
+         "mse_inputs": 0.1, "mse_outputs": 0.03, "per_mechanism": {**per, "noise": {"mse_ratio": 0.8}}}
+    assert marks(m) == {"owner agreement ≥ 9/10": True, "MSE out ≤ 0.5 × in (all but noise)": True,
+                        "MSE out < in (noise)": True}
+    worse = {**m, "owner_agreement": 8, "per_mechanism": {**per, "m3": {"mse_ratio": 0.6}, "noise": {"mse_ratio": 1.2}}}
+    assert set(marks(worse).values()) == {False}
+    assert "owner agreement 8/10" in results.row("mnist_transfer", worse)
