@@ -132,9 +132,16 @@ def main() -> None:
                          "non_view_ratio": round(kernels / base_kernels, 3)})
             print(f"{n:>3} {name:<26} {speed:>7.2f} {speed / base_speed:>8.2f} {ops:>8} {kernels:>9} "
                   f"{ops / base_ops:>10.2f} {kernels / base_kernels:>15.2f}")
-    if args.json:
+    if args.json:   # the JSON names its source: the commit, torch, threads and the timing window
+        import subprocess
+
         from pipeline.io import save_json
-        save_json(rows, args.json)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True).stdout.strip()
+        save_json({"commit": (head or "unknown") + ("+dirty" if dirty else ""), "torch": torch.__version__,
+                   "threads": torch.get_num_threads(), "batch": B, "size": SIZE, "seconds": args.seconds,
+                   "rows": rows}, args.json)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,11 @@ SYNTHETIC = {
     "EMA of expert weights, 0.99": EMA,
     "assignment hysteresis, margin 0.5": HYST,
     "all five: SN, R1, residual, EMA, hysteresis": {**SN, **R1, **RES, **EMA, **HYST},
+    # the best recipe of the probe in ../shared/findings (residual + SN + R1 gamma 5 + identity x1) ...
+    "residual, SN, R1 gamma 5, identity x1": {**RES, **SN, "train.r1_gamma": 5.0, "train.identity_weight": 1.0},
+    # ... and with the two stabilisers it did not try
+    "residual, SN, R1 gamma 5, identity x1, EMA, hysteresis": {
+        **RES, **SN, "train.r1_gamma": 5.0, "train.identity_weight": 1.0, **EMA, **HYST},
     "U-Net experts": UNET,
     "first mechanism set (6, with hflip, occlusion, blur)": FIRST_SET,
 }

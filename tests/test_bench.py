@@ -17,7 +17,9 @@ def run(*args, cwd=ROOT):
 def test_bench_experts_measures_every_form_against_the_plain_step(tmp_path):
     out = tmp_path / "experts.json"
     run("bench/experts.py", "--seconds", "0.2", "--experts", "2", "--json", str(out))
-    rows = json.loads(out.read_text())
+    saved = json.loads(out.read_text())
+    rows = saved["rows"]
+    assert saved["commit"] and saved["threads"] >= 1 and saved["batch"] == 32
     assert [r["variant"] for r in rows] == ["plain (reference)", "ours per-expert NCHW", "ours per-expert ch-last",
                                             "ours batched ch-last"]
     assert all(r["n_experts"] == 2 and r["iters_per_second"] > 0 and r["non_view_ops"] > 0 for r in rows)
