@@ -30,6 +30,9 @@ DEAD_KEPT = 0.3        # the "input kept" measure below this: outputs unrelated 
 KEPT = {"faces": "ssim_input", "faces_synthetic": "ssim_clean_won", "mnist": "acc_won"}
 
 
+STABILITY = ("purity_min_last_quarter", "purity_min_after_specialized")   # from train.json (loop.stability)
+
+
 def timing(train: dict, pretrain: dict) -> dict:
     """train.json + pretrain.json -> the `train` metrics section's inputs. Time to specialise counts
     identity pretraining too (kept beside the pretrained weights, so train never reads a clock)."""
@@ -138,8 +141,9 @@ def mnist(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
                        "acc_transformed": metrics.accuracy(p_trans, y_trans),
                        "acc_experts": metrics.accuracy(p_out, y_trans)},
         "specialization": spec,
-        "train": {k: train[k] for k in ("iterations", "seconds", "iters_per_second",
-                                        "iterations_to_specialize", "seconds_to_specialize")},
+        "train": {**{k: train[k] for k in ("iterations", "seconds", "iters_per_second",
+                                           "iterations_to_specialize", "seconds_to_specialize")},
+                  **{k: train.get(k) for k in STABILITY}},
         "per_mechanism": {
             name: {"dominant_expert": int(m[j].argmax()), "purity": float(pur[j]),
                    "acc_transformed": metrics.accuracy(p_trans[mech == j], y_trans[mech == j]),
@@ -175,7 +179,8 @@ def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
                        "canonical_rate_outputs": float(np.mean(p_out == CANONICAL))},
         "d_score_outputs": float(d_out.mean()),
         "ssim_input_output": float(ssim.mean()),
-        "train": {k: train[k] for k in ("iterations", "seconds", "iters_per_second", "pretrain_seconds")},
+        "train": {**{k: train[k] for k in ("iterations", "seconds", "iters_per_second", "pretrain_seconds")},
+                  **{k: train.get(k) for k in ("iterations_to_specialize", *STABILITY)}},
     }
     if clean is not None:
         pin, pout = imagemetrics.psnr(x, clean), imagemetrics.psnr(out, clean)
