@@ -78,6 +78,9 @@ VARIANTS = {  # dataset -> variant name -> overrides
         "argmax, hog splitting": {**PLAIN, "train.assignment": "argmax", "train.reseed_every": 25},
         "capacity 1.5, hog splitting": {**PLAIN, "train.reseed_every": 25},
         "capacity 1.5, hog splitting, cosine lr decay (default)": {},
+        # owner stability (run with --no-stop --cap 800): does a margin or an average keep owners put?
+        "default + assignment hysteresis 0.5": {"train.hysteresis": 0.5},
+        "default + EMA of expert weights 0.99": {"train.ema": 0.99},
     },
     "faces_synthetic": SYNTHETIC,
     "faces": FACES,   # rows in reports/variants/faces.md were measured before the per-expert metrics
@@ -148,7 +151,8 @@ def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int
            "seconds_to_specialize": round(pre_s + spec[1], 1) if spec else None,
            "distinct_winners": metrics.distinct_winners(m),
            "purity_mean": round(float(metrics.purity(m).mean()), 3),
-           "distinct_curve": [int(v) for _, v in state.curves["specialization/distinct_winners"]]}
+           "distinct_curve": [int(v) for _, v in state.curves["specialization/distinct_winners"]],
+           **loop.stability(state.curves["specialization/purity_min"], spec[0] if spec else None)}
     if dataset != "mnist":
         row.update(test_metrics(dataset, state, t, ds.data.strength))
     return row
@@ -234,12 +238,14 @@ def mnist_table(results: dict[str, list[dict]], default: str) -> str:
              f"on the 2-core machine). Default recipe: **{default}**. Each row's commit and full params are in "
              "the JSON beside this file.", "",
              "| variant | seed | commit | threads | pretrain it | iterations to specialise | seconds to specialise | "
-             "distinct owners at stop | purity at stop |", "|---|---|---|---|---|---|---|---|---|"]
+             "distinct owners at stop | purity at stop | purity min after specialising |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, rows in results.items():
         for r in rows:
             lines.append(f"| {name} | {r['seed']} | {r.get('commit', '?')[:8]} | {r['threads']} | {r['pretrain_iterations']} | "
                          f"{r['iterations_to_specialize'] or 'not by ' + str(r['iterations'])} | "
-                         f"{r['seconds_to_specialize'] or '-'} | {r['distinct_winners']}/10 | {r['purity_mean']} |")
+                         f"{r['seconds_to_specialize'] or '-'} | {r['distinct_winners']}/10 | {r['purity_mean']} | "
+                         f"{r.get('purity_min_after_specialized', '-')} |")
     return "\n".join(lines) + "\n"
 
 
