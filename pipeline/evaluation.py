@@ -152,14 +152,28 @@ def mnist(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
     }
 
 
+# A ceiling at or above this is the PSNR cap, not a measurement: the inverse lost nothing (hflip; a
+# cast or brightness change that clipped no pixel), so its PSNR is infinite, capped at PSNR_CAP_DB.
+LOSSLESS_DB = imagemetrics.PSNR_CAP_DB - 1
+
+
 def restoration(psnr_in: float, psnr_out: float, ceiling: float | None) -> float | None:
     """Share of the attainable PSNR gain achieved: 0 = no better than the input, 1 = as good as the
     exact inverse. None without an inverse, when the inverse is no better than the input, or when
-    it is lossless (hflip: PSNR at its 100 dB cap), where the fraction would divide by an arbitrary
-    cap and read as ~0 for any expert."""
-    if ceiling is None or ceiling <= psnr_in or ceiling >= imagemetrics.PSNR_CAP_DB - 1:
+    it is lossless (ceiling >= LOSSLESS_DB, e.g. hflip): the true ceiling is then infinite and the
+    100 dB cap arbitrary, so the fraction would divide by an arbitrary number and read as ~0 for any
+    expert."""
+    if ceiling is None or ceiling <= psnr_in or ceiling >= LOSSLESS_DB:
         return None
     return (psnr_out - psnr_in) / (ceiling - psnr_in)
+
+
+def _ceiling_mean(c: torch.Tensor) -> float | None:
+    """Mean PSNR ceiling of a set of faces: over those the inverse cannot fully restore (finite
+    ceilings) when there are any, since capped entries would pull the mean towards the arbitrary
+    cap; else the cap itself (all lossless) or None (no inverse: all nan)."""
+    lossy = c < LOSSLESS_DB                     # False for nan and for the cap
+    return float(c[lossy].mean()) if lossy.any() else _mean_or_none(c)
 
 
 def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int, x: torch.Tensor,
@@ -167,7 +181,8 @@ def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
           train: dict, clean: torch.Tensor | None, ceiling: torch.Tensor | None = None) -> dict:
     """`x`/`out`: test transformed inputs and their winners' outputs; `d_out`: D's probability on
     `out`; `p_*`: classifier labels; `clean`: the faces before their mechanism (synthetic mode);
-    `ceiling`: per sample, the PSNR of its mechanism's exact inverse (nan: none; see ceiling_psnr)."""
+    `ceiling`: per sample, the PSNR of its mechanism's exact inverse (nan: none; see ceiling_psnr).
+    psnr_ceiling and restoration leave out faces whose inverse is lossless (see _ceiling_mean)."""
     spec, m = specialization(mech, owner, len(names), n_experts)
     pur = metrics.purity(m)
     ssim = imagemetrics.ssim(x, out)
@@ -186,7 +201,7 @@ def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
         pin, pout = imagemetrics.psnr(x, clean), imagemetrics.psnr(out, clean)
         result["psnr_inputs"], result["psnr_outputs"] = float(pin.mean()), float(pout.mean())
         if ceiling is not None:
-            result["psnr_ceiling"] = _mean_or_none(ceiling)
+            result["psnr_ceiling"] = _ceiling_mean(ceiling)
     per = {}
     for j, name in enumerate(names):
         sel = mech == j
@@ -196,10 +211,14 @@ def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
                      "canonical_rate_outputs": float(np.mean(p_out[sel] == CANONICAL))}
         if clean is not None:
             per[name].update(psnr_inputs=float(pin[sel].mean()), psnr_outputs=float(pout[sel].mean()))
-            if ceiling is not None:
-                top = _mean_or_none(ceiling[torch.from_numpy(sel)])
+            if ceiling is not None:   # brighten clips some faces, not others: ceiling and restoration
+                t_sel = torch.from_numpy(sel)   # both over the faces with a finite ceiling (_ceiling_mean)
+                c = ceiling[t_sel]
+                on = c < LOSSLESS_DB
+                on = on if on.any() else torch.ones_like(on)
+                top = _ceiling_mean(c)
                 per[name].update(psnr_ceiling=top, restoration=restoration(
-                    per[name]["psnr_inputs"], per[name]["psnr_outputs"], top))
+                    float(pin[t_sel][on].mean()), float(pout[t_sel][on].mean()), top))
     if clean is not None and ceiling is not None:
         result["restoration_min"] = min((r["restoration"] for r in per.values() if r["restoration"] is not None),
                                         default=None)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import evaluation, icm, mechanisms
+from pipeline import evaluation, icm, imagemetrics, mechanisms
 from pipeline.models.classifier import Classifier
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.experts import ExpertBank
@@ -129,7 +129,33 @@ def test_restoration_and_psnr_ceiling(monkeypatch):
     assert r["restoration_min"] == dark["restoration"] and r["psnr_ceiling"] == pytest.approx(dark["psnr_ceiling"])
     assert evaluation.restoration(20.0, 25.0, 18.0) is None               # ceiling below the input
     assert evaluation.restoration(20.0, 25.0, 100.0) is None              # lossless inverse (hflip): no finite ceiling
+    assert evaluation.restoration(20.0, 25.0, 99.0) is None               # >= 99 dB counts as the cap
+    assert evaluation.restoration(20.0, 25.0, 98.0) == pytest.approx(5 / 78)
     assert evaluation.restoration(20.0, 25.0, 30.0) == pytest.approx(0.5)
+
+
+def test_capped_ceilings_do_not_inflate_a_mechanisms_ceiling():
+    """brighten clips bright faces (finite ceiling) but not dark ones (lossless: the 100 dB cap).
+    The cap is not a measurement, so ceiling and restoration use the clipped faces only."""
+    g = torch.Generator().manual_seed(0)
+    clean = torch.cat([torch.rand(4, 3, 16, 16, generator=g) * 0.4 + 0.1,      # + 0.2 stays below 1
+                       torch.rand(4, 3, 16, 16, generator=g) * 0.5 + 0.5])      # + 0.2 clips
+    strength = mechanisms.FaceStrength(shift=1, cast=0.2, brightness=-0.2, contrast=0.5, band=0.2, blur=0.05)
+    x = mechanisms.FACE_MECHANISMS["brighten"](clean, strength)
+    mech = np.zeros(8, dtype=int)
+    ceiling = evaluation.ceiling_psnr(["brighten"], x, mech, clean, strength)
+    assert (ceiling[:4] == 100).all() and (ceiling[4:] < 40).all()
+    out = (x + clean) / 2
+    p = np.ones(8, dtype=int)
+    train = {"iterations": 1, "seconds": 1.0, "iters_per_second": 1.0, "pretrain_seconds": 1.0}
+    r = evaluation.faces(["brighten"], mech, np.zeros(8, dtype=int), 1, x, out, torch.full((8,), 0.5), p, p,
+                         {"val_acc": 0.9, "test_acc": 0.9}, train, clean, ceiling)
+    b = r["per_mechanism"]["brighten"]
+    top = float(ceiling[4:].mean())
+    assert b["psnr_ceiling"] == pytest.approx(top) and r["psnr_ceiling"] == pytest.approx(top)
+    pin, pout = imagemetrics.psnr(x[4:], clean[4:]).mean(), imagemetrics.psnr(out[4:], clean[4:]).mean()
+    assert b["restoration"] == pytest.approx(float((pout - pin) / (top - pin)), rel=1e-5)
+    assert r["restoration_min"] == b["restoration"]
 
 
 def test_faces_on_test_reports_every_expert(identity_bank, data, monkeypatch):
