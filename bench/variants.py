@@ -7,9 +7,14 @@ pipeline's own library functions) and checks the held-out validation assignment 
 - mnist: stops at the first specialised check (or `--cap` iterations); the data split follows the seed.
 - faces, faces_synthetic: run `--cap` iterations on the prepared data (run `dvc repro
   classifier@<ds>` first), then evaluate on the test split like the evaluate stage.
+`--set KEY=VALUE ...` changes the params every variant starts from (e.g. a tiny run for a test:
+`--set pretrain.max_iterations=10 train.check_size=64`); a variant's own overrides still win.
 Writes a markdown table (embedded in reports/<ds>.md by the report stage) and the raw rows as JSON.
+Each row names its source: the commit (`+dirty` when the work tree had uncommitted changes), the
+variant's and the --set overrides, and the full effective dataset params.
 
     python bench/variants.py [--dataset mnist] [--seeds 0 1] [--only NAME ...] [--threads 1] [--cap 400]
+                             [--set KEY=VALUE ...]
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from pipeline.models import classifier
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, setup
 
+ROOT = Path(__file__).resolve().parents[1]   # the repository (for its commit)
 PLAIN = {"train.reseed_every": 0, "train.lr_final_fraction": 1.0}
 UNET = {"experts.arch": "unet", "experts.channels": 16}
 SEED_STUDY = {"train.identity_weight": 0.0, "train.lr_experts": 1e-3, "train.lr_discriminator": 1e-3,
@@ -91,16 +97,31 @@ class Stop(Exception):
     pass
 
 
-def configure(params: dict, dataset: str, overrides: dict, seed: int):
+def configure(params: dict, dataset: str, overrides: dict, seed: int, base: dict | None = None):
+    """The dataset's config: params.yaml, then `base` (--set), then the variant's `overrides`
+    (dotted keys under the dataset's section), validated by pipeline.config."""
     p = json.loads(json.dumps(params))
     p["seed"] = seed
-    for dotted, value in overrides.items():
+    for dotted, value in {**(base or {}), **overrides}.items():
         *parents, last = f"{dataset}.{dotted}".split(".")
         node = p
         for k in parents:
+            if not isinstance(node, dict) or k not in node:
+                raise SystemExit(f"override {dotted!r}: params.yaml has no section {k!r} on that path")
             node = node[k]
         node[last] = value
     return getattr(config.from_dict(p), dataset)
+
+
+def parse_set(items: list[str]) -> dict:
+    """`--set a.b=1 c=[x, y]` -> {"a.b": 1, "c": ["x", "y"]} (values are YAML, as in params.yaml)."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. pretrain.max_iterations=10")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def tensors_for(dataset: str, ds, seed: int) -> dict:
@@ -116,11 +137,14 @@ def tensors_for(dataset: str, ds, seed: int) -> dict:
     return {**t, "mechanisms": list(d.mechanisms)}
 
 
-def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int, stop: bool) -> dict:
-    """One run; the lr schedule follows the params' iterations, but the run ends at `cap` iterations."""
-    ds = configure(params, dataset, overrides, seed)
+def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int, stop: bool,
+                base: dict | None = None) -> dict:
+    """One run; the lr schedule follows the params' iterations, but the run ends at `cap` iterations
+    (or at train.iterations if that is lower), or at the first specialised check when `stop`."""
+    ds = configure(params, dataset, overrides, seed, base)
     device = setup(seed, "cpu")
     e, pc = ds.experts, ds.pretrain
+    # the loop's checkpoint hook runs every iteration here: it only decides when to stop (nothing is saved)
     tc = dc.replace(ds.train, checkpoint_every=ds.train.check_every)
     t = tensors_for(dataset, ds, seed)
     n_mech = len(t["mechanisms"])
@@ -143,7 +167,8 @@ def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int
         pass
     m, _, _ = loop.check(state, xv, mv.numpy(), n_mech, tc.purity_threshold, 256)
     spec = state.specialized_at
-    row = {"seed": seed, "commit": commit(), "overrides": overrides, "params": config.as_dict(ds),
+    row = {"seed": seed, "commit": commit(), "overrides": overrides, "base_overrides": base or {},
+           "params": config.as_dict(ds), "cap": cap, "stop_when_specialised": stop, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "pretrain_iterations": its,
            "pretrain_seconds": round(pre_s, 1), "iterations": state.iteration,
            "seconds_per_iteration": round(state.seconds / state.iteration, 3),
@@ -160,9 +185,10 @@ def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int
 
 def commit() -> str:
     """The commit that made a row, `+dirty` when the work tree had uncommitted changes."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True).stdout.strip()
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    head, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
     return (head or "unknown") + ("+dirty" if dirty else "")
 
 
@@ -175,12 +201,10 @@ def test_metrics(dataset: str, state: loop.State, t: dict, strength) -> dict:
     state.disc.eval()
     r, _ = evaluation.faces_on_test(state.eval_bank(), state.disc, clf, saved, t, untimed, 250,
                                     torch.device("cpu"), strength)
-    experts = r["per_expert"].values()
     keep = {"test_distinct": r["specialization"]["distinct_winners"],
             "test_purity": round(r["specialization"]["purity_mean"], 3),
             "test_purity_min": round(r["specialization"]["purity_min"], 3),
-            "ssim": round(r["ssim_input_output"], 3), "dead_experts": r["dead_experts"],
-            "spread_ratio_min": round(min(e["spread_ratio"] for e in experts), 3),
+            "ssim": round(r["ssim_input_output"], 3), **experts_summary(r),
             "canonical_rate": [round(r["classifier"][k], 3) for k in ("canonical_rate_inputs",
                                                                       "canonical_rate_outputs")]}
     if "psnr_inputs" in r:
@@ -191,6 +215,28 @@ def test_metrics(dataset: str, state: loop.State, t: dict, strength) -> dict:
     return keep
 
 
+def experts_summary(r: dict) -> dict:
+    """The per-expert section of an evaluation result (evaluation.per_expert) in one row: dead and
+    alive counts, which experts are dead, and the lowest spread ratio over all experts (None when
+    no expert's spread was measurable)."""
+    ratios = [e["spread_ratio"] for e in r["per_expert"].values() ]
+    return {"dead_experts": r["dead_experts"], "alive_experts": r["alive_experts"],
+            "dead": [name for name, e in r["per_expert"].items() if e["dead"]],
+            "spread_ratio_min": round(min(ratios), 3) if ratios else None}
+
+
+def dash(v) -> str:
+    return "-" if v is None else str(v)
+
+
+def base_note(results: dict[str, list[dict]]) -> list[str]:
+    """A line under the table when rows ran on changed base params (--set), so a tiny run is never
+    read as a full one."""
+    bases = {json.dumps(r.get("base_overrides") or {}, sort_keys=True) for rows in results.values() for r in rows}
+    bases.discard("{}")
+    return ["", "Base params changed for these rows (--set): " + "; ".join(sorted(bases)) + "."] if bases else []
+
+
 def table(dataset: str, results: dict[str, list[dict]], default: str) -> str:
     if dataset == "mnist":
         return mnist_table(results, default)
@@ -199,7 +245,8 @@ def table(dataset: str, results: dict[str, list[dict]], default: str) -> str:
              "Each run: identity pretraining, then the iterations shown, then the evaluate stage's metrics on "
              "the test split (argmax winners; every expert measured on every input). `spread` = min over "
              "experts of (output spread / input spread) over all inputs; `dead` = experts flagged dead "
-             "(README, Metrics). `train s`: single-threaded runs, two at a time on the 2-core machine. "
+             "(README, Metrics). `train s`: wall-clock of single-threaded runs, two to four of them at once on the "
+             "2-core machine, so read it as a rough cost only. "
              f"Default recipe: **{default}**. Each row's commit and full params are in the JSON beside this "
              "file.", "",
              "| variant | seed | commit | iterations | train s | distinct | purity (min) | SSIM(input, output) | "
@@ -209,10 +256,10 @@ def table(dataset: str, results: dict[str, list[dict]], default: str) -> str:
     for name, rows in results.items():
         for r in rows:
             cr = r["canonical_rate"]
-            rest = r.get("restoration_min")
+            rest, spread = r.get("restoration_min"), r.get("spread_ratio_min")
             line = (f"| {name} | {r['seed']} | {r.get('commit', '?')[:8]} | {r['iterations']} | "
                     f"{r['seconds_per_iteration'] * r['iterations']:.0f} | {r['test_distinct']} | "
-                    f"{r['test_purity']} ({r.get('test_purity_min', '?')}) | {r['ssim']} | {r['spread_ratio_min']} | "
+                    f"{r['test_purity']} ({r.get('test_purity_min', '?')}) | {r['ssim']} | {dash(spread)} | "
                     f"{r.get('dead_experts', '?')} | {cr[0]} -> {cr[1]} |")
             if synthetic:
                 line += f" {r['psnr'][0]} -> {r['psnr'][1]} | {'-' if rest is None else round(rest, 2)} |"
@@ -226,7 +273,7 @@ def table(dataset: str, results: dict[str, list[dict]], default: str) -> str:
                 header = list(per)
                 lines += ["| variant | " + " | ".join(header) + " |", "|---" * (1 + len(header)) + "|"]
             lines.append(f"| {name} | " + " | ".join(f"{a} -> {b}" for a, b in per.values()) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + base_note(results)) + "\n"
 
 
 def mnist_table(results: dict[str, list[dict]], default: str) -> str:
@@ -245,8 +292,8 @@ def mnist_table(results: dict[str, list[dict]], default: str) -> str:
             lines.append(f"| {name} | {r['seed']} | {r.get('commit', '?')[:8]} | {r['threads']} | {r['pretrain_iterations']} | "
                          f"{r['iterations_to_specialize'] or 'not by ' + str(r['iterations'])} | "
                          f"{r['seconds_to_specialize'] or '-'} | {r['distinct_winners']}/10 | {r['purity_mean']} | "
-                         f"{r.get('purity_min_after_specialized', '-')} |")
-    return "\n".join(lines) + "\n"
+                         f"{dash(r.get('purity_min_after_specialized'))} |")
+    return "\n".join(lines + base_note(results)) + "\n"
 
 
 def main() -> None:
@@ -260,9 +307,15 @@ def main() -> None:
     ap.add_argument("--out", help="output path without suffix (default reports/variants/<dataset>)")
     ap.add_argument("--default", default="see params.yaml", help="which variant params.yaml uses")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="only combine earlier runs' JSON into --out")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="change the base params of every variant (dotted keys under the dataset's section)")
     args = ap.parse_args()
     out = args.out or f"reports/variants/{args.dataset}"
     variants = VARIANTS[args.dataset]
+    unknown = [n for n in args.only or [] if n not in variants]
+    if unknown:
+        ap.error(f"unknown variant(s) for {args.dataset}: {unknown}; known: {list(variants)}")
+    base = parse_set(args.set)
     if args.merge:  # e.g. two single-thread streams run side by side, each with its own --out
         parts: dict[str, dict[int, dict]] = {}  # variant -> seed -> row; a later file's row wins
         for f in args.merge:
@@ -277,7 +330,7 @@ def main() -> None:
             results[name] = []
             for seed in args.seeds:
                 r = run_variant(params, args.dataset, variants[name], seed, args.cap,
-                                args.dataset == "mnist" and not args.no_stop)
+                                args.dataset == "mnist" and not args.no_stop, base)
                 print(json.dumps({"variant": name, **r}), flush=True)
                 results[name].append(r)
     save_json(results, out + ".json")
