@@ -145,7 +145,7 @@ def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int
     device = setup(seed, "cpu")
     e, pc = ds.experts, ds.pretrain
     # the loop's checkpoint hook runs every iteration here: it only decides when to stop (nothing is saved)
-    tc = dc.replace(ds.train, checkpoint_every=ds.train.check_every)
+    tc = dc.replace(ds.train, checkpoint_every=1)
     t = tensors_for(dataset, ds, seed)
     n_mech = len(t["mechanisms"])
     xt, xc = images_to(t["train_transformed"], device), images_to(t["train_canonical"], device)
@@ -219,7 +219,7 @@ def experts_summary(r: dict) -> dict:
     """The per-expert section of an evaluation result (evaluation.per_expert) in one row: dead and
     alive counts, which experts are dead, and the lowest spread ratio over all experts (None when
     no expert's spread was measurable)."""
-    ratios = [e["spread_ratio"] for e in r["per_expert"].values() ]
+    ratios = [e["spread_ratio"] for e in r["per_expert"].values() if e["spread_ratio"] is not None]
     return {"dead_experts": r["dead_experts"], "alive_experts": r["alive_experts"],
             "dead": [name for name, e in r["per_expert"].items() if e["dead"]],
             "spread_ratio_min": round(min(ratios), 3) if ratios else None}

@@ -1,42 +1,111 @@
 """Every entry point outside pipeline/stages runs here at a tiny size, so a benchmark cannot rot
 unnoticed again (bench/experts.py once failed with an AttributeError that no test saw)."""
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
+from pipeline import evaluation
 from tests.conftest import ROOT
+
+VARIANTS_FORMS = ["plain (reference)", "ours per-expert NCHW", "ours per-expert ch-last", "ours batched ch-last"]
 
 
 def run(*args, cwd=ROOT):
     done = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
+def source() -> str:
+    """What a result made now must name as its source: HEAD, `+dirty` if tracked files changed."""
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+@pytest.fixture(scope="module")
+def variants():
+    spec = importlib.util.spec_from_file_location("bench_variants", ROOT / "bench" / "variants.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_bench_experts_measures_every_form_against_the_plain_step(tmp_path):
     out = tmp_path / "experts.json"
-    run("bench/experts.py", "--seconds", "0.2", "--experts", "2", "--json", str(out))
+    printed = run("bench/experts.py", "--seconds", "0.2", "--experts", "2", "--json", str(out))
     saved = json.loads(out.read_text())
     rows = saved["rows"]
-    assert saved["commit"] and saved["threads"] >= 1 and saved["batch"] == 32
-    assert [r["variant"] for r in rows] == ["plain (reference)", "ours per-expert NCHW", "ours per-expert ch-last",
-                                            "ours batched ch-last"]
-    assert all(r["n_experts"] == 2 and r["iters_per_second"] > 0 and r["non_view_ops"] > 0 for r in rows)
-    assert rows[0]["speedup"] == 1.0 and rows[0]["non_view_ratio"] == 1.0
+    assert saved["commit"] == source() and saved["threads"] >= 1 and saved["batch"] == 32
+    assert [r["variant"] for r in rows] == VARIANTS_FORMS
+    for r in rows:
+        assert r["n_experts"] == 2 and r["iters_per_second"] > 0 and r["non_view_ops"] > 0
+        assert r["speedup"] > 0 and r["ops_ratio"] > 0 and r["non_view_ratio"] > 0
+        # the printed table carries the same numbers
+        line = next(ln for ln in printed.splitlines() if r["variant"] in ln)
+        assert f"{r['ops']}" in line.split() and f"{r['non_view_ops']}" in line.split()
+    assert rows[0]["speedup"] == 1.0 and rows[0]["ops_ratio"] == 1.0 and rows[0]["non_view_ratio"] == 1.0
     assert rows[3]["non_view_ops"] < rows[0]["non_view_ops"]     # the batched form launches fewer kernels
 
 
 def test_bench_variants_writes_a_sourced_row_and_its_table(tmp_path):
     out = tmp_path / "v"
-    run("bench/variants.py", "--dataset", "mnist", "--only", "capacity 1.0", "--seeds", "0", "--cap", "25",
-        "--no-stop", "--threads", "1", "--out", str(out))
+    tiny = ["pretrain.max_iterations=10", "train.check_every=5", "train.check_size=64"]
+    run("bench/variants.py", "--dataset", "mnist", "--only", "capacity 1.0", "--seeds", "0", "--cap", "7",
+        "--no-stop", "--threads", "1", "--out", str(out), "--set", *tiny)
     rows = json.loads(out.with_suffix(".json").read_text())["capacity 1.0"]
-    assert len(rows) == 1 and rows[0]["iterations"] == 25 and 0 <= rows[0]["distinct_winners"] <= 10
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    assert rows[0]["commit"].split("+")[0] == head                     # every row names its source
-    assert rows[0]["overrides"] == {"train.reseed_every": 0, "train.lr_final_fraction": 1.0,
-                                    "train.capacity_factor": 1.0}
-    assert rows[0]["params"]["train"]["capacity_factor"] == 1.0
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["iterations"] == 7 and r["cap"] == 7 and not r["stop_when_specialised"]   # the cap is exact
+    assert r["pretrain_iterations"] <= 10 and r["seconds_per_iteration"] > 0
+    assert 0 <= r["distinct_winners"] <= 10 and 0 < r["purity_mean"] <= 1
+    assert len(r["distinct_curve"]) == 1                                 # one check, at iteration 5
+    assert r["commit"] == source()                                       # every row names its source
+    assert r["overrides"] == {"train.reseed_every": 0, "train.lr_final_fraction": 1.0, "train.capacity_factor": 1.0}
+    assert r["base_overrides"] == {"pretrain.max_iterations": 10, "train.check_every": 5, "train.check_size": 64}
+    p = r["params"]                                                       # the full effective params
+    assert set(p) == {"data", "classifier", "experts", "pretrain", "train", "evaluate"}
+    assert p["train"]["capacity_factor"] == 1.0 and p["train"]["reseed_every"] == 0
+    assert p["pretrain"]["max_iterations"] == 10 and p["train"]["check_size"] == 64
+    assert p["data"]["source"] == "embedded" and len(p["data"]["mechanisms"]) == 10
     table = out.with_suffix(".md").read_text()
-    assert "| capacity 1.0 | 0 |" in table
+    assert f"| capacity 1.0 | 0 | {r['commit'][:8]} | 1 | {r['pretrain_iterations']} | not by 7 |" in table
+    assert "None" not in table
+    assert 'Base params changed for these rows (--set): {"pretrain.max_iterations": 10' in table
+
+
+def test_variant_overrides_win_over_set_and_unknown_keys_stop(variants, params):
+    ds = variants.configure(params, "mnist", {"train.batch_size": 30}, 3,
+                            {"train.batch_size": 16, "pretrain.max_iterations": 5})
+    assert ds.train.batch_size == 30 and ds.pretrain.max_iterations == 5
+    assert variants.parse_set(["train.ema=0.99", "data.mechanisms=[up, down]"]) == {
+        "train.ema": 0.99, "data.mechanisms": ["up", "down"]}
+    with pytest.raises(SystemExit, match="no section 'nope'"):
+        variants.configure(params, "mnist", {}, 0, {"nope.x": 1})
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        variants.parse_set(["train.ema"])
+
+
+def per_expert_section(spread_in, spread_out):
+    """A real evaluation.per_expert section: 3 experts on 4 inputs, expert 2 wins none."""
+    owner = np.array([0, 0, 1, 1])
+    ones = np.ones((4, 3))
+    return evaluation.per_expert(owner, 0.5 * ones, ones, ones.astype(bool), "acc", spread_in, spread_out, "acc_won")
+
+
+def test_variants_summarise_the_per_expert_metrics(variants):
+    r = per_expert_section(1.0, [0.9, 0.1, None])   # expert 1 collapsed, expert 2 never wins
+    assert variants.experts_summary(r) == {"dead_experts": 2, "alive_experts": 1,
+                                           "dead": ["expert_1", "expert_2"], "spread_ratio_min": 0.1}
+    unmeasured = variants.experts_summary(per_expert_section(None, [None] * 3))   # too few inputs for a spread
+    assert unmeasured["spread_ratio_min"] is None and unmeasured["dead_experts"] == 1
+    row = {"seed": 0, "commit": "abc+dirty", "iterations": 4, "seconds_per_iteration": 0.5, "test_distinct": 1,
+           "test_purity": 0.5, "test_purity_min": 0.2, "ssim": 0.7, "canonical_rate": [0.1, 0.2], **unmeasured}
+    table = variants.table("faces", {"v": [row]}, "d")
+    assert "| v | 0 | abc+dirt | 4 | 2 | 1 | 0.5 (0.2) | 0.7 | - | 1 | 0.1 -> 0.2 |" in table
