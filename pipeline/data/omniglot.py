@@ -52,29 +52,24 @@ def load(paths: list[Path], sha256s: tuple[str, ...], limit: int = 0, size: int 
     as float (N, 1, size, size). A checksum mismatch or an unreadable archive/image is one PipelineError."""
     for path, expected in zip(paths, sha256s):
         _check_sha256(path, expected, str(path))
-    members = []
+    pngs = []                      # (archive, member, bytes): each archive is opened once
     for path in paths:
         try:
             with zipfile.ZipFile(path) as z:
-                members += [(path, n) for n in sorted(z.namelist()) if n.lower().endswith(".png")]
+                pngs += [(path, n, z.read(n)) for n in sorted(z.namelist()) if n.lower().endswith(".png")]
         except READ_ERRORS as e:
             raise PipelineError(f"data: {path} is not a readable zip ({type(e).__name__}: {e}); "
                                 "replace it with the original archive") from e
-    if not members:
+    if not pngs:
         raise PipelineError(f"data: no PNG characters in {', '.join(map(str, paths))}")
-    if limit and limit < len(members):
-        members = [members[i] for i in np.linspace(0, len(members) - 1, limit).round().astype(int)]
-    out = np.empty((len(members), 1, size, size), dtype=np.float32)
-    zips = {p: zipfile.ZipFile(p) for p in paths}
-    try:
-        for i, (path, name) in enumerate(members):
-            try:
-                with Image.open(io.BytesIO(zips[path].read(name))) as img:
-                    out[i, 0] = to_mnist_form(img, size)
-            except (OSError, SyntaxError, ValueError, zipfile.BadZipFile) as e:
-                raise PipelineError(f"data: {path}:{name} is not a readable image ({type(e).__name__}); "
-                                    "replace the archive with the original") from e
-    finally:
-        for z in zips.values():
-            z.close()
+    if limit and limit < len(pngs):
+        pngs = [pngs[i] for i in np.linspace(0, len(pngs) - 1, limit).round().astype(int)]
+    out = np.empty((len(pngs), 1, size, size), dtype=np.float32)
+    for i, (path, name, data) in enumerate(pngs):
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                out[i, 0] = to_mnist_form(img, size)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise PipelineError(f"data: {path}:{name} is not a readable image ({type(e).__name__}); "
+                                "replace the archive with the original") from e
     return torch.from_numpy(out)
