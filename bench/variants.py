@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from pipeline import config, evaluation, icm, loop, metrics
+from pipeline import config, evaluation, icm, loop, metrics, seeds
 from pipeline.data import mnist
 from pipeline.distributed import Launch
 from pipeline.io import load_torch, save_json, save_text
@@ -71,6 +71,7 @@ SYNTHETIC = {
     "residual, SN, R1 gamma 5, identity x1, EMA, hysteresis": {
         **RES, **SN, "train.r1_gamma": 5.0, "train.identity_weight": 1.0, **EMA, **HYST},
     "U-Net experts": UNET,
+    "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
     "first mechanism set (6, with hflip, occlusion, blur)": FIRST_SET,
 }
 VARIANTS = {  # dataset -> variant name -> overrides
@@ -87,6 +88,11 @@ VARIANTS = {  # dataset -> variant name -> overrides
         # owner stability (run with --no-stop --cap 800): does a margin or an average keep owners put?
         "default + assignment hysteresis 0.5": {"train.hysteresis": 0.5},
         "default + EMA of expert weights 0.99": {"train.ema": 0.99},
+        "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
+        "VAE experts, vae_weight 100": {"experts.arch": "vae", "train.vae_weight": 100.0},
+        "default + assignment hysteresis 1.0": {"train.hysteresis": 1.0},
+        "default, hog splitting off": {"train.reseed_every": 0},
+        "default + hysteresis 0.5, hog splitting off": {"train.hysteresis": 0.5, "train.reseed_every": 0},
     },
     "faces_synthetic": SYNTHETIC,
     "faces": FACES,   # rows in reports/variants/faces.md were measured before the per-expert metrics
@@ -151,9 +157,7 @@ def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int
     xt, xc = images_to(t["train_transformed"], device), images_to(t["train_canonical"], device)
     xv, mv = images_to(t["val_transformed"][: tc.check_size], device), t["val_transformed_mech"][: tc.check_size]
     start = time.perf_counter()
-    bank, its = icm.pretrained_bank(e.num_experts, xt.shape[1], e.channels, e.arch, pc.shared, pc.perturb, xt,
-                                    pc.lr, pc.batch_size, pc.mse_threshold, pc.max_iterations,
-                                    torch.Generator().manual_seed(seed), residual=e.residual)
+    bank, its = icm.pretrain_experts(e, pc, xt, seed)
     pre_s = time.perf_counter() - start
     state = loop.start(bank.state_dict(), e, tc, xt.shape[1], xt.shape[-1], device, seed, Launch.single())
 
@@ -178,8 +182,8 @@ def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int
            "purity_mean": round(float(metrics.purity(m).mean()), 3),
            "distinct_curve": [int(v) for _, v in state.curves["specialization/distinct_winners"]],
            **loop.stability(state.curves["specialization/purity_min"], spec[0] if spec else None)}
-    if dataset != "mnist":
-        row.update(test_metrics(dataset, state, t, ds.data.strength))
+    row.update(test_metrics(dataset, state, t, ds.data.strength) if dataset != "mnist"
+               else mnist_test_metrics(ds, state, t, seed))
     return row
 
 
@@ -190,6 +194,20 @@ def commit() -> str:
 
     head, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
     return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def mnist_test_metrics(ds, state: loop.State, t: dict, seed: int) -> dict:
+    """The evaluate stage's mnist metrics on the test split: an evaluator trained as the classifier
+    stage does (pipeline/seeds.py), every expert on every test digit (the EMA weights when on)."""
+    clf = seeds.evaluator(ds.classifier, t, seed, torch.device("cpu"))
+    untimed = {"iterations": 0, "seconds": 0, "iters_per_second": 0, "iterations_to_specialize": None,
+               "seconds_to_specialize": None}   # timings are the row's own fields
+    state.disc.eval()
+    r, _ = evaluation.mnist_on_test(state.eval_bank(), state.disc, clf, t, untimed, 250, torch.device("cpu"))
+    return {"test_distinct": r["specialization"]["distinct_winners"],
+            "test_purity": round(r["specialization"]["purity_mean"], 3),
+            "test_purity_min": round(r["specialization"]["purity_min"], 3), **experts_summary(r),
+            "acc": [round(r["classifier"][k], 3) for k in ("acc_clean", "acc_transformed", "acc_experts")]}
 
 
 def test_metrics(dataset: str, state: loop.State, t: dict, strength) -> dict:
@@ -277,23 +295,41 @@ def table(dataset: str, results: dict[str, list[dict]], default: str) -> str:
 
 
 def mnist_table(results: dict[str, list[dict]], default: str) -> str:
+    first = next(r for rows in results.values() for r in rows)
+    p = first["params"]
+    stop = ("each run stops at its first specialised check (every mechanism a distinct dominant expert with "
+            "purity >= 0.9 on held-out validation digits, argmax rule) or at the iteration cap"
+            if first["stop_when_specialised"] else
+            f"each run goes on to {first['cap']} iterations after its first specialised check (every mechanism "
+            "a distinct dominant expert with purity >= 0.9 on held-out validation digits, argmax rule), so "
+            "that the owners' stability can be read")
     lines = ["## Specialisation recipes (bench/variants.py)", "",
-             "N' = 10 experts, the paper's 10 mechanisms, embedded MNIST; each run stops at its first "
-             "specialised check (every mechanism a distinct dominant expert with purity >= 0.9 on held-out "
-             "validation digits, argmax rule) or at the iteration cap. Seconds include identity "
+             f"N' = {p['experts']['num_experts']} experts, mechanisms {', '.join(p['data']['mechanisms'])} "
+             f"(shift {p['data']['shift']} px), embedded MNIST; {stop}. Seconds include identity "
              "pretraining; `threads` is the run's torch thread count (single-threaded runs went two at a time "
              f"on the 2-core machine). Default recipe: **{default}**. Each row's commit and full params are in "
              "the JSON beside this file.", "",
              "| variant | seed | commit | threads | pretrain it | iterations to specialise | seconds to specialise | "
-             "distinct owners at stop | purity at stop | purity min after specialising |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "distinct owners at the end | purity at the end | purity min after specialising | purity min, last 25% of "
+             "checks | test: distinct, purity (min) | test: dead, spread min | test acc clean / transformed / experts |",
+             "|---" * 14 + "|"]
     for name, rows in results.items():
         for r in rows:
             lines.append(f"| {name} | {r['seed']} | {r.get('commit', '?')[:8]} | {r['threads']} | {r['pretrain_iterations']} | "
                          f"{r['iterations_to_specialize'] or 'not by ' + str(r['iterations'])} | "
-                         f"{r['seconds_to_specialize'] or '-'} | {r['distinct_winners']}/10 | {r['purity_mean']} | "
-                         f"{dash(r.get('purity_min_after_specialized'))} |")
+                         f"{r['seconds_to_specialize'] or '-'} | {r['distinct_winners']}/"
+                         f"{len(r['params']['data']['mechanisms'])} | {r['purity_mean']} | "
+                         f"{dash(r.get('purity_min_after_specialized'))} | {dash(r.get('purity_min_last_quarter'))} | "
+                         + mnist_test_cells(r) + " |")
     return "\n".join(lines + base_note(results)) + "\n"
+
+
+def mnist_test_cells(r: dict) -> str:
+    """The test-split cells of an mnist row ('-' for rows measured before they existed)."""
+    if "test_distinct" not in r:
+        return "- | - | -"
+    return (f"{r['test_distinct']}, {r['test_purity']} ({r['test_purity_min']}) | {r['dead_experts']}, "
+            f"{dash(r['spread_ratio_min'])} | " + " / ".join(str(a) for a in r["acc"]))
 
 
 def main() -> None:

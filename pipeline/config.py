@@ -165,12 +165,17 @@ class Classifier:
 class Experts:
     num_experts: int
     channels: int
-    arch: Literal["paper", "unet"]
+    arch: Literal["paper", "unet", "vae"]
     batched: Literal["auto", "true", "false"]
     residual: bool               # E(x) = clamp(x + g(x)), g's last layer zero: exactly the identity at start
+    latent_dim: int              # arch vae: Gaussian latent dimensions
+    beta: float                  # arch vae: KL weight (1: VAE, > 1: beta-VAE), pretraining and winners' loss
 
     def validate(self, key: str, check: Check) -> None:
-        _positive(self, key, ("num_experts", "channels"), check)
+        _positive(self, key, ("num_experts", "channels", "latent_dim"), check)
+        check(self.beta >= 0, f"{key}.beta", f"must be >= 0, got {self.beta}")
+        check(not (self.residual and self.arch == "vae"), f"{key}.residual",
+              "residual experts exist for arch paper and unet only; set residual: false for arch vae")
         check(self.arch == "paper" or self.batched != "true", f"{key}.batched",
                "the batched form exists for arch 'paper' only; use auto or false")
 
@@ -212,12 +217,14 @@ class Train:
     r1_gamma: float              # R1 penalty gamma/2 * E|grad_x D(x_real)|^2 (0 = off)
     ema: float                   # EMA decay of the expert weights used for evaluation (0 = off)
     hysteresis: float            # a sample's last owner keeps it unless beaten by this logit margin (0 = off)
+    vae_weight: float            # arch vae: weight of the winner's reconstruction + beta * KL term
 
     def validate(self, key: str, check: Check) -> None:
         check(self.identity_weight >= 0, f"{key}.identity_weight", f"must be >= 0, got {self.identity_weight}")
         check(self.r1_gamma >= 0, f"{key}.r1_gamma", f"must be >= 0, got {self.r1_gamma}")
         check(0.0 <= self.ema < 1.0, f"{key}.ema", f"must be in [0, 1), got {self.ema}")
         check(self.hysteresis >= 0, f"{key}.hysteresis", f"must be >= 0, got {self.hysteresis}")
+        check(self.vae_weight >= 0, f"{key}.vae_weight", f"must be >= 0, got {self.vae_weight}")
         _positive(self, key, ("iterations", "batch_size", "lr_experts", "lr_discriminator",
                               "check_every", "check_size", "checkpoint_every"), check)
         for name in ("reseed_every", "reseed_below", "reseed_perturb"):
@@ -286,12 +293,58 @@ class Transfer:
 
 
 @dc.dataclass(frozen=True)
+class Seeds:
+    datasets: tuple[str, ...]                    # datasets whose whole chain the seeds stage reruns per seed
+    values: tuple[int, ...]                      # the seeds (the main chain uses `seed`)
+
+    def validate(self, key: str, check: Check) -> None:
+        check(len(self.values) >= 2, f"{key}.values", f"needs at least 2 seeds for a spread, got {list(self.values)}")
+        check(len(set(self.values)) == len(self.values), f"{key}.values", f"repeats a seed: {list(self.values)}")
+        for name in self.datasets:
+            check(name == "mnist", f"{key}.datasets", f"names {name!r}; the seeds sweep runs mnist only "
+                  "(a faces chain takes ~15 min per seed on 2 cores; use bench/variants.py --seeds there)")
+
+
+@dc.dataclass(frozen=True)
+class Latent:
+    datasets: tuple[str, ...]                    # face datasets whose raw/ faces (every race) it studies
+    image_size: int                              # 64 (default) or 32
+    max_faces: int                               # faces drawn (evenly over the manifest); 0 = all
+    test_fraction: float
+    channels: int                                # encoder widths channels, 2x, 4x
+    latent_dim: int
+    betas: tuple[float, ...]                     # one VAE per beta; the first and the last are compared
+    iterations: int
+    batch_size: int
+    lr: float
+    age_edges: tuple[int, ...]                   # age bins for the mutual information
+    top_k: int                                   # dimensions in the traversal figure
+    traversal_faces: int
+    probe_pixels: int                            # the pixel probe's pooled side
+    batch_eval: int
+
+    def validate(self, key: str, check: Check) -> None:
+        check(self.image_size in (32, 64), f"{key}.image_size", f"must be 32 or 64, got {self.image_size}")
+        check(len(self.betas) >= 1 and all(b >= 0 for b in self.betas), f"{key}.betas",
+              f"must list betas >= 0, got {list(self.betas)}")
+        check(0 < self.test_fraction < 1, f"{key}.test_fraction", f"must be in (0, 1), got {self.test_fraction}")
+        check(self.max_faces >= 0, f"{key}.max_faces", f"must be >= 0, got {self.max_faces}")
+        check(list(self.age_edges) == sorted(set(self.age_edges)), f"{key}.age_edges",
+              f"must be increasing, got {list(self.age_edges)}")
+        _positive(self, key, ("channels", "latent_dim", "iterations", "batch_size", "lr", "top_k",
+                              "traversal_faces", "probe_pixels", "batch_eval"), check)
+        check(self.latent_dim >= 2, f"{key}.latent_dim", "must be >= 2 (MIG compares two dimensions)")
+
+
+@dc.dataclass(frozen=True)
 class Config:
     seed: int
     device: Literal["auto", "cpu", "cuda", "mps"]
     distributed: Distributed
     datasets: tuple[str, ...]
     transfer: Transfer
+    seeds: Seeds
+    latent: Latent
     mnist: MnistConfig
     faces: FacesConfig
     faces_synthetic: FacesConfig
@@ -388,7 +441,7 @@ def _build(cls, data: dict, key: str, problems: _Problems):
 
 def _check_datasets(names, check: Check) -> None:
     """Checked on the raw list, so a misspelt dataset is reported even when other sections fail."""
-    known = {f.name for f in dc.fields(Config)} - {"seed", "device", "distributed", "datasets", "transfer"}
+    known = {f.name for f in dc.fields(Config)} - {"seed", "device", "distributed", "datasets", "transfer", "seeds", "latent"}
     for name in names if isinstance(names, list) else []:
         check(not isinstance(name, str) or name in known, "datasets", f"names unknown dataset '{name}'")
 
@@ -401,9 +454,15 @@ def from_dict(data: dict) -> Config:
     cfg = _build(Config, data, "", problems)
     _check_datasets(data.get("datasets"), problems.check)
     if cfg is not _BAD:
-        for name in cfg.transfer.datasets:
-            problems.check(name in cfg.datasets, "transfer.datasets",
-                           f"names {name!r}, which 'datasets' does not list; add it there or remove it here")
+        for section in ("transfer", "seeds", "latent"):
+            for name in getattr(cfg, section).datasets:
+                problems.check(name in cfg.datasets, f"{section}.datasets",
+                               f"names {name!r}, which 'datasets' does not list; add it there or remove it here")
+        for name in cfg.latent.datasets:
+            ds = getattr(cfg, name, None)
+            problems.check(isinstance(ds, FacesConfig) and ds.data.source.kind == "utkface",
+                           "latent.datasets", f"names {name!r}; the latent study needs UTKFace faces "
+                           "(age, gender and race labels), e.g. faces_synthetic")
     problems.raise_any()
     return cfg
 

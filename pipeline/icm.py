@@ -18,9 +18,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+from pipeline.config import Experts, Pretrain
 from pipeline.distributed import Parallel
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.experts import ExpertBank, make_expert
+from pipeline.models.vae import VAE, vae_loss
 
 
 def assign_argmax(scores: torch.Tensor) -> torch.Tensor:
@@ -102,7 +104,7 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
              opt_d: torch.optim.Optimizer, x_canon: torch.Tensor, x_trans: torch.Tensor,
              assignment: str, cap: int, identity_weight: float, autocast: torch.dtype | None,
              par: Parallel, r1_gamma: float = 0.0, previous: torch.Tensor | None = None,
-             hysteresis: float = 0.0) -> StepStats:
+             hysteresis: float = 0.0, vae_weight: float = 0.0) -> StepStats:
     """`identity_weight`: adds identity_weight * mean |E(x) - x| to each winner's loss (0 = the paper's
     loss). `autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off.
     The winners are still picked from fp32 outputs and logits: bf16 rounding ties near-identical
@@ -110,6 +112,8 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     graph-free expert pass and D's scores are fp32; D's training pass and the winners' pass use autocast.
     `r1_gamma`: adds r1_gamma/2 * R1 on the canonical batch to D's loss (0 = off; one process only).
     `previous` (global batch, -1 = none) and `hysteresis`: see assign_hysteresis.
+    VAE experts (bank.vae): the winners decode a reparameterised draw, and each winner's loss adds
+    vae_weight * (reconstruction of its input + bank.beta * KL) / pixels to -log D (see models/vae.py).
     `par`: the data-parallel group; x_canon and x_trans are this rank's slices of the global batch,
     `cap` is for the global batch, and the returned stats are global (see pipeline/distributed.py)."""
     b, n = x_trans.shape[0], bank.n
@@ -142,13 +146,15 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
                  else assign_capacity(scores_for_owner, cap))
     owner = owner_all[par.shard(len(owner_all))]
     with amp():
-        y = par.assigned(x_trans, owner)
+        y, kl = par.assigned(x_trans, owner) if bank.vae else (par.assigned(x_trans, owner), None)
         per_sample = F.softplus(-disc(y).float())                # -log D(E_owner(x))
     opt_e.zero_grad(set_to_none=True)
     params = [p for p in bank.parameters() if p.requires_grad]
     total = per_sample.sum()
     if identity_weight:
         total = total + identity_weight * (y.float() - x_trans).abs().flatten(1).mean(1).sum()
+    if kl is not None and vae_weight:
+        total = total + vae_weight * vae_loss(y, x_trans, kl, bank.beta).sum()
     torch.autograd.backward(total / b, inputs=params)
     wins = torch.bincount(owner_all, minlength=n)
     for i in (wins == 0).nonzero(as_tuple=True)[0].tolist():    # losers (on every rank): no update at all
@@ -180,12 +186,20 @@ def winners(bank: ExpertBank, disc: Discriminator, x: torch.Tensor, batch_size: 
     return torch.cat(owners), torch.cat(outputs)
 
 
+def identity_loss(e: torch.nn.Module, x: torch.Tensor, beta: float) -> torch.Tensor:
+    """MSE of reproducing `x`; a VAE: its reparameterised reconstruction + beta * KL (models/vae.py)."""
+    if isinstance(e, VAE):
+        out, kl = e.sample(x)
+        return vae_loss(out, x, kl, beta).mean()
+    return F.mse_loss(e(x), x)
+
+
 def pretrain_identity(experts: list[torch.nn.Module], x: torch.Tensor, lr: float, batch_size: int,
                       threshold: float, max_iterations: int, generator: torch.Generator,
-                      log=None) -> int:
-    """Train each module with MSE to reproduce its random batches of `x`, all in one loop with one
-    optimiser, until the mean of the last 10 batch losses of every module is below `threshold`
-    (or `max_iterations`). Returns the iterations used."""
+                      log=None, beta: float = 1.0) -> int:
+    """Train each module to reproduce its random batches of `x` (identity_loss), all in one loop
+    with one optimiser, until the mean of the last 10 batch losses of every module is below
+    `threshold` (or `max_iterations`). Returns the iterations used."""
     params = [p for e in experts for p in e.parameters()]
     opt = torch.optim.Adam(params, lr=lr)
     history: list[list[float]] = []
@@ -194,7 +208,7 @@ def pretrain_identity(experts: list[torch.nn.Module], x: torch.Tensor, lr: float
         losses = []
         for e in experts:
             idx = torch.randint(len(x), (batch_size,), generator=generator).to(x.device)
-            losses.append(F.mse_loss(e(x[idx]), x[idx]))
+            losses.append(identity_loss(e, x[idx], beta))
         torch.stack(losses).sum().backward()
         opt.step()
         history.append([v.item() for v in losses])
@@ -208,21 +222,33 @@ def pretrain_identity(experts: list[torch.nn.Module], x: torch.Tensor, lr: float
 
 def pretrained_bank(num_experts: int, channels: int, width: int, arch: str, shared: bool, perturb: float,
                     x: torch.Tensor, lr: float, batch_size: int, threshold: float, max_iterations: int,
-                    generator: torch.Generator, log=None, residual: bool = False) -> tuple[ExpertBank, int]:
+                    generator: torch.Generator, log=None, residual: bool = False, latent_dim: int = 0,
+                    beta: float = 1.0) -> tuple[ExpertBank, int]:
     """A bank of experts initialised to approximately the identity on `x` (on x's device).
     `residual` experts start as the exact identity; pretraining then only fits the norm statistics.
+    VAE experts (arch vae, `latent_dim`) minimise reconstruction + `beta` * KL (identity_loss).
 
     shared: pretrain one expert and give every expert a perturbed copy (N' times less work);
     otherwise pretrain every expert on its own random batches. Returns (bank, iterations)."""
     fmt = torch.channels_last
-    bank = ExpertBank(num_experts, channels, width, False, arch, residual).to(x.device, memory_format=fmt)
+    size = x.shape[-1]
+    bank = ExpertBank(num_experts, channels, width, False, arch, residual, size, latent_dim, beta)
+    bank = bank.to(x.device, memory_format=fmt)
     if shared:
-        source = make_expert(arch, channels, width, residual).to(x.device, memory_format=fmt)
-        its = pretrain_identity([source], x, lr, batch_size, threshold, max_iterations, generator, log)
+        source = make_expert(arch, channels, width, residual, size, latent_dim).to(x.device, memory_format=fmt)
+        its = pretrain_identity([source], x, lr, batch_size, threshold, max_iterations, generator, log, beta)
         perturbed_copies(source, bank, perturb, generator)
     else:
-        its = pretrain_identity(list(bank.experts), x, lr, batch_size, threshold, max_iterations, generator, log)
+        its = pretrain_identity(list(bank.experts), x, lr, batch_size, threshold, max_iterations, generator,
+                                log, beta)
     return bank, its
+
+
+def pretrain_experts(e: Experts, p: Pretrain, x: torch.Tensor, seed: int, log=None) -> tuple[ExpertBank, int]:
+    """pretrained_bank with the dataset's experts and pretrain params (what the pretrain stage runs)."""
+    return pretrained_bank(e.num_experts, x.shape[1], e.channels, e.arch, p.shared, p.perturb, x, p.lr, p.batch_size,
+                           p.mse_threshold, p.max_iterations, torch.Generator().manual_seed(seed), log, e.residual,
+                           e.latent_dim, e.beta)
 
 
 def reseed(bank: ExpertBank, opt: torch.optim.Optimizer, dead: int, source: int, scale: float,

@@ -67,7 +67,8 @@ def build(experts: Experts, channels: int, size: int, device, bank_state: dict,
     """The competitive-phase models on `device`: the bank (frozen norm statistics, in the form
     `experts.batched` picks for the device) and the discriminator (new unless `disc_state`)."""
     bank = ExpertBank(experts.num_experts, channels, experts.channels,
-                      use_batched(experts.batched, device, experts.arch), experts.arch, experts.residual)
+                      use_batched(experts.batched, device, experts.arch), experts.arch, experts.residual,
+                      size, experts.latent_dim, experts.beta)
     load_weights(bank, bank_state, "expert weights", "pretrain")
     bank.freeze_norm_stats()
     disc = Discriminator(channels, size, spectral_norm=spectral_norm)
@@ -180,7 +181,7 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
         previous = state.last_owner[itr_all] if cfg.hysteresis > 0 else None
         s = icm.icm_step(state.bank, state.disc, state.opt_e, state.opt_d, x_canon[ic], x_trans[itr],
                          cfg.assignment, cap, cfg.identity_weight, amp, state.par, cfg.r1_gamma,
-                         previous, cfg.hysteresis)
+                         previous, cfg.hysteresis, cfg.vae_weight)
         if cfg.hysteresis > 0:
             state.last_owner[itr_all] = s.owner
         if state.ema is not None:

@@ -9,9 +9,10 @@ defined once below, and a metric absent from the JSON shows as "not measured", n
     python -m pipeline.results --check [...]
         exit 1, naming the first line that differs, if the README's block is not what the metrics give
 
-Several seeds: a metrics file may carry `seeds: {"seeds": [0, 1, 2], "mean": {KEY: v}, "std": {KEY: v}}`
-with dotted KEYs (e.g. "specialization.purity_mean"); those numbers then read `value (mean ± std)`.
-The marks are computed on the value itself.
+Several seeds: `<name>_seeds.json` (the seeds stage, pipeline/seeds.py) holds `{"seeds": [0, 1, 2],
+"mean": {KEY: v}, "std": {...}, "min": {...}, "max": {...}}` with dotted KEYs (e.g.
+"specialization.purity_mean"); it is attached to `<name>.json` as its `seeds` and those numbers then
+read `value (mean ± std, min–max)`. The marks are computed on the main chain's value itself.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Callable
 from pipeline.io import save_text
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-ORDER = ("mnist", "mnist_transfer", "faces", "faces_synthetic", "facearg")   # rows first in this order, then the rest by name
+ORDER = ("mnist", "mnist_transfer", "faces", "faces_synthetic", "facearg", "latent")   # rows first in this order, then the rest by name
 NOT_MEASURED = "not measured"
 
 TARGETS = {   # from the issues; the only place they are defined
@@ -33,6 +34,7 @@ TARGETS = {   # from the issues; the only place they are defined
               "stable_purity_min": 0.9},
     "faces": {"distinct_share_min": 1.0, "canonical_rate_min": 0.5, "ssim_min": 0.6, "dead_max": 0},
     "transfer": {"agreement_share_min": 0.9, "mse_ratio_max": 0.5, "mse_ratio_max_noise": 1.0},
+    "latent": {"mse_ratio_max": 1.5, "gender_auc_min": 0.75, "seconds_max": 900},
     "faces_synthetic": {"distinct_share_min": 1.0, "purity_mean_min": 0.9, "purity_min_min": 0.8,
                         "psnr_gain_min_db": 3.0, "restoration_min_min": 0.5, "dead_max": 0},
 }
@@ -62,7 +64,11 @@ def num(m: dict, key: str, spec: str = ".2f") -> str:
     mean, std = seeds.get("mean", {}).get(key), seeds.get("std", {}).get(key)
     if mean is not None and std is not None:
         s = spec if spec != "d" else ".1f"
-        text += f" ({format(mean, s)} ± {format(std, s)})"
+        lo, hi = seeds.get("min", {}).get(key), seeds.get("max", {}).get(key)
+        span = "" if lo is None or hi is None else f", {format(lo, s)}–{format(hi, s)}"
+        missing = (seeds.get("missing") or {}).get(key)
+        none = f", null in {missing}" if missing else ""
+        text += f" ({format(mean, s)} ± {format(std, s)}{span}{none})"
     return text
 
 
@@ -90,6 +96,8 @@ def kind(m: dict) -> str:
         return "skipped"
     if "owner_agreement" in m:
         return "transfer"
+    if "betas" in m:
+        return "latent"
     if "per_group" in m:
         return "faces"
     return "faces_synthetic" if "assignment" in m else "mnist"
@@ -187,7 +195,20 @@ def transfer_targets(m: dict) -> list:
             ("MSE out < in (noise)", lambda: ratios(True))]
 
 
-TARGET_LISTS = {"transfer": transfer_targets, "mnist": mnist_targets, "faces": faces_targets, "faces_synthetic": synthetic_targets}
+def latent_targets(m: dict) -> list:
+    """The first and the last beta of `compare` (the VAE and the beta-VAE)."""
+    t = TARGETS["latent"]
+    lo, hi = (m.get("compare") or ["?", "?"])[:2]
+    b = lambda key, path: get(m, f"betas.{key}.{path}", none_ok=False)  # noqa: E731
+    return [(f"gender MIG at beta {hi} > at beta {lo}", lambda: b(hi, "labels.gender.mig") > b(lo, "labels.gender.mig")),
+            (f"recon MSE at beta {hi} ≤ {t['mse_ratio_max']} × beta {lo}",
+             lambda: b(hi, "recon_mse") <= t["mse_ratio_max"] * b(lo, "recon_mse")),
+            (f"top gender dimension AUC ≥ {t['gender_auc_min']} at beta {hi}",
+             lambda: b(hi, "labels.gender.top_dim_auc") >= t["gender_auc_min"]),
+            (f"stage ≤ {t['seconds_max']} s", lambda: get(m, "seconds") <= t["seconds_max"])]
+
+
+TARGET_LISTS = {"transfer": transfer_targets, "latent": latent_targets, "mnist": mnist_targets, "faces": faces_targets, "faces_synthetic": synthetic_targets}
 
 
 def targets(m: dict) -> list[tuple[str, bool | None]]:
@@ -259,7 +280,19 @@ def transfer_headline(m: dict) -> list[str]:
             phrase(ratios, "MSE ratios")]
 
 
-HEADLINES = {"transfer": transfer_headline, "mnist": mnist_headline, "faces": faces_headline, "faces_synthetic": synthetic_headline}
+def latent_headline(m: dict) -> list[str]:
+    def one(key: str) -> str:
+        g = get(m, f"betas.{key}.labels.gender")
+        return (f"beta {key}: MSE {get(m, f'betas.{key}.recon_mse'):.4f}, KL {get(m, f'betas.{key}.kl'):.1f}, MIG "
+                + "/".join(f"{get(m, f'betas.{key}.labels.{k}.mig'):.3f}" for k in ("gender", "age", "race"))
+                + f", gender probe {g['probe_latent']:.3f} (pixels {g['probe_pixels']:.3f}), "
+                  f"top gender dim AUC {g['top_dim_auc']:.3f}")
+    return [phrase(lambda: f"{num(m, 'n_test', 'd')} test faces at {num(m, 'image_size', 'd')} px; MIG is "
+                           "gender/age/race", "latent")] + [phrase(lambda k=k: one(k), f"beta {k}")
+                                                           for k in get(m, "betas")]
+
+
+HEADLINES = {"transfer": transfer_headline, "latent": latent_headline, "mnist": mnist_headline, "faces": faces_headline, "faces_synthetic": synthetic_headline}
 
 
 def dataset_cell(name: str, m: dict) -> str:
@@ -268,12 +301,14 @@ def dataset_cell(name: str, m: dict) -> str:
         what = "groups: " + ", ".join(m.get("per_group", {}))
     elif k == "transfer":
         what = "MNIST experts on Omniglot"
+    elif k == "latent":
+        what = "beta-VAE on faces of every race"
     elif k in ("mnist", "faces_synthetic"):
         what = f"{len(m.get('per_mechanism', {}))} mechanisms"
     else:
         return name
     seeds = (m.get("seeds") or {}).get("seeds")
-    return f"{name} ({what}" + (f"; {len(seeds)} seeds: value (mean ± std)" if seeds else "") + ")"
+    return f"{name} ({what}" + (f"; seeds {seeds}: value (mean ± std, range)" if seeds else "") + ")"
 
 
 def row(name: str, m: dict) -> str:
@@ -286,9 +321,14 @@ def row(name: str, m: dict) -> str:
 
 
 def load(metrics_dir: Path) -> dict[str, dict]:
+    """Every metrics file by name, in ORDER; a `<name>_seeds.json` becomes `<name>`'s `seeds`."""
     files = {p.stem: json.loads(p.read_text()) for p in Path(metrics_dir).glob("*.json")}
     if not files:
         raise ValueError(f"no metrics (*.json) in {metrics_dir}")
+    for name in [k for k in files if k.endswith("_seeds") and k[: -len("_seeds")] in files]:
+        sweep = files.pop(name)
+        if not sweep.get("skipped"):
+            files[name[: -len("_seeds")]]["seeds"] = sweep
     return {k: files[k] for k in sorted(files, key=lambda k: (ORDER.index(k) if k in ORDER else len(ORDER), k))}
 
 

@@ -56,7 +56,7 @@ def test_bench_experts_measures_every_form_against_the_plain_step(tmp_path):
 
 def test_bench_variants_writes_a_sourced_row_and_its_table(tmp_path):
     out = tmp_path / "v"
-    tiny = ["pretrain.max_iterations=10", "train.check_every=5", "train.check_size=64"]
+    tiny = ["pretrain.max_iterations=10", "train.check_every=5", "train.check_size=64", "classifier.epochs=1"]
     run("bench/variants.py", "--dataset", "mnist", "--only", "capacity 1.0", "--seeds", "0", "--cap", "7",
         "--no-stop", "--threads", "1", "--out", str(out), "--set", *tiny)
     rows = json.loads(out.with_suffix(".json").read_text())["capacity 1.0"]
@@ -68,7 +68,10 @@ def test_bench_variants_writes_a_sourced_row_and_its_table(tmp_path):
     assert len(r["distinct_curve"]) == 1                                 # one check, at iteration 5
     assert r["commit"] == source()                                       # every row names its source
     assert r["overrides"] == {"train.reseed_every": 0, "train.lr_final_fraction": 1.0, "train.capacity_factor": 1.0}
-    assert r["base_overrides"] == {"pretrain.max_iterations": 10, "train.check_every": 5, "train.check_size": 64}
+    assert r["base_overrides"] == {"pretrain.max_iterations": 10, "train.check_every": 5, "train.check_size": 64,
+                                   "classifier.epochs": 1}
+    # every expert measured on the test split, as the evaluate stage does
+    assert 0 <= r["test_distinct"] <= 10 and r["dead_experts"] + r["alive_experts"] == 10 and len(r["acc"]) == 3
     p = r["params"]                                                       # the full effective params
     assert set(p) == {"data", "classifier", "experts", "pretrain", "train", "evaluate"}
     assert p["train"]["capacity_factor"] == 1.0 and p["train"]["reseed_every"] == 0
@@ -76,8 +79,10 @@ def test_bench_variants_writes_a_sourced_row_and_its_table(tmp_path):
     assert p["data"]["source"] == "embedded" and len(p["data"]["mechanisms"]) == 10
     table = out.with_suffix(".md").read_text()
     assert f"| capacity 1.0 | 0 | {r['commit'][:8]} | 1 | {r['pretrain_iterations']} | not by 7 |" in table
+    assert "N' = 10 experts, mechanisms up, down, left" in table and "goes on to 7 iterations" in table
+    assert f"| {r['dead_experts']}, {r['spread_ratio_min']} | {r['acc'][0]} / {r['acc'][1]} / {r['acc'][2]} |" in table
     assert "None" not in table
-    assert 'Base params changed for these rows (--set): {"pretrain.max_iterations": 10' in table
+    assert 'Base params changed for these rows (--set): {"classifier.epochs": 1, "pretrain.max_iterations": 10' in table
 
 
 def test_variant_overrides_win_over_set_and_unknown_keys_stop(variants, params):

@@ -115,7 +115,8 @@ def test_all_problems_are_listed_in_key_order(params):
         "  - missing key 'mnist.pretrain.perturb'; see params.yaml for its meaning",
         "  - 'mnist.train.lr_experts' must be a number, got 'fast'",
         "  - 'faces.data.test_fraction' must be in (0, 0.5), got 0.7",
-        "  - unknown key 'faces.experts.num_expert' (allowed here: arch, batched, channels, num_experts, residual); "
+        "  - unknown key 'faces.experts.num_expert' (allowed here: arch, batched, beta, channels, latent_dim, num_experts, "
+        "residual); "
         "check for a typo",
     ]
 

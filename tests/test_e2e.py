@@ -24,6 +24,8 @@ TINY = {
     "mnist.train.check_size": 50,
     "mnist.data.mechanisms": ["up", "invert", "noise"],
     "transfer.max_images": 36,
+    "seeds.values": [0, 1],
+    "latent.datasets": [],
 }
 
 
@@ -86,6 +88,19 @@ def test_repro_follows_the_metrics_contract_and_reruns_only_what_changed(repo):
     else:
         assert transfer["skipped"] is True and "Omniglot" in transfer["reason"]
 
+    # The seeds sweep: every run's headlines and their spread; seed 0 repeats the main chain.
+    sweep = json.loads((repo / "reports/metrics/mnist_seeds.json").read_text())
+    assert sweep["seeds"] == [0, 1] and [r["seed"] for r in sweep["runs"]] == [0, 1]
+    first = sweep["runs"][0]
+    for key in ("specialization.distinct_winners", "specialization.purity_mean", "classifier.acc_clean",
+                "classifier.acc_experts", "dead_experts"):
+        section, _, name = key.rpartition(".")
+        assert first[key] == pytest.approx(m[section][name] if section else m[name], abs=1e-3), key
+        values = [r[key] for r in sweep["runs"]]
+        assert sweep["min"][key] == pytest.approx(min(values), abs=1e-4)
+        assert sweep["mean"][key] == pytest.approx(sum(values) / 2, abs=1e-4)
+    assert sweep["std"]["classifier.acc_clean"] > 0        # another split and init: another draw
+
     start = time.perf_counter()
     assert "Running stage" not in dvc(repo, "repro")       # no-op: nothing changed
     assert time.perf_counter() - start < 30
@@ -94,4 +109,4 @@ def test_repro_follows_the_metrics_contract_and_reruns_only_what_changed(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(with_overrides(params, {"mnist.train.lr_experts": 0.002})))
     out = dvc(repo, "repro")
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@mnist", "evaluate@mnist", "report@mnist", "transfer@mnist"}
+    assert ran == {"train@mnist", "evaluate@mnist", "report@mnist", "transfer@mnist", "seeds@mnist"}

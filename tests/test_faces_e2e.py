@@ -40,6 +40,11 @@ def cut_mirror(dest) -> None:
 TINY = {
     "datasets": ["faces", "faces_synthetic", "facearg"],
     "transfer.datasets": [],
+    "seeds.datasets": [],
+    **{f"latent.{k}": v for k, v in {"image_size": 32, "iterations": 20, "latent_dim": 4, "top_k": 2,
+                                     "traversal_faces": 2, "max_faces": 150, "batch_eval": 50}.items()},
+    "faces.experts.arch": "vae",              # VAE experts through the stages (3 channels, 32 px)
+    "faces.experts.latent_dim": 8,
     **{f"{ds}.{k}": v for ds in ("faces", "faces_synthetic", "facearg") for k, v in {
         "data.source.sha256": None, "data.cap_per_group": 30, "data.test_fraction": 0.2,
         "data.val_fraction": 0.2, "classifier.epochs": 1, "experts.channels": 4,
@@ -109,3 +114,15 @@ def test_faces_chains_follow_the_contracts_and_facearg_is_skipped(repo):
     assert "skipped" in (root / "reports/facearg.md").read_text()
     params = yaml.safe_load((root / "params.yaml").read_text())
     assert params["faces"]["data"]["source"]["sha256"] is None
+
+    # the latent study (faces_synthetic's raw faces: every race, with labels)
+    lat = json.loads((root / "reports/metrics/latent.json").read_text())
+    assert lat["image_size"] == 32 and lat["n_train"] + lat["n_test"] == 150 and lat["compare"] == ["1", "4"]
+    for b in lat["betas"].values():
+        assert b["recon_mse"] > 0 and b["kl"] >= 0 and set(b["labels"]) == {"gender", "age", "race"}
+        for name, row in b["labels"].items():
+            assert len(row["mi_per_dim"]) == 4 and min(row["mi_per_dim"]) >= 0 and row["mig"] >= 0
+            assert 0 <= row["probe_latent"] <= 1 and 0 <= row["probe_pixels"] <= 1
+        assert 0.5 <= b["labels"]["gender"]["top_dim_auc"] <= 1 and "top_dim_auc" not in b["labels"]["race"]
+    assert (root / "reports/figures/latent/traversal_beta4.png").stat().st_size > 1000
+    assert "## targets" in (root / "reports/latent.md").read_text()

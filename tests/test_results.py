@@ -65,12 +65,19 @@ def test_faces_targets_per_group_and_optional_gender():
     assert marks(m)["gender acc out > in in every group"] is True
 
 
-def test_skipped_and_seeds():
+def test_skipped_and_seeds(tmp_path):
     assert "| facearg | skipped: no archive |" in results.row("facearg", {"skipped": True, "reason": "no archive"})
-    m = {**MNIST, "seeds": {"seeds": [0, 1, 2], "mean": {"specialization.purity_mean": 0.9},
-                            "std": {"specialization.purity_mean": 0.05}}}
-    line = results.row("mnist", m)
-    assert "purity 1.00 (0.90 ± 0.05)" in line and "3 seeds" in line
+    key = "specialization.purity_mean"
+    (tmp_path / "mnist.json").write_text(json.dumps(MNIST))
+    (tmp_path / "mnist_seeds.json").write_text(json.dumps({
+        "seeds": [0, 1, 2], "mean": {key: 0.9, "train.seconds_to_specialize": 4.0},
+        "std": {key: 0.05, "train.seconds_to_specialize": 1.0}, "min": {key: 0.85, "train.seconds_to_specialize": 3.0},
+        "max": {key: 0.95, "train.seconds_to_specialize": 5.0}, "missing": {key: 0, "train.seconds_to_specialize": 1}}))
+    loaded = results.load(tmp_path)
+    assert list(loaded) == ["mnist"]                      # the sweep is no row of its own
+    line = results.row("mnist", loaded["mnist"])
+    assert "purity 1.00 (0.90 ± 0.05, 0.85–0.95)" in line and "seeds [0, 1, 2]" in line
+    assert ", 3 (4 ± 1, 3–5, null in 1) s incl. pretraining" in line   # a seed that never specialised shows
 
 
 def test_cli_check_fails_on_a_tampered_readme_and_update_fixes_it(tmp_path):

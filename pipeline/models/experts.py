@@ -24,6 +24,7 @@ from torch import nn
 
 from pipeline.models.layers import elu, finish, zero_init
 from pipeline.models.unet import UNetExpert
+from pipeline.models.vae import VAE
 
 
 def folded(convs: list[nn.Conv2d], norms: list[nn.BatchNorm2d]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,20 +61,28 @@ class Expert(nn.Module):
         return finish(x, self.out(h), self.residual)
 
 
-def make_expert(arch: str, channels: int, width: int, residual: bool = False) -> nn.Module:
-    """`paper`: the paper's Expert; `unet`: the faces U-Net (pipeline/models/unet.py)."""
+def make_expert(arch: str, channels: int, width: int, residual: bool = False, size: int = 0,
+                latent_dim: int = 0) -> nn.Module:
+    """`paper`: the paper's Expert; `unet`: the faces U-Net (pipeline/models/unet.py); `vae`: a
+    convolutional VAE (pipeline/models/vae.py) for `size`-px images with `latent_dim` latents."""
+    if arch == "vae":
+        if residual:
+            raise ValueError("residual experts exist for arch paper and unet, not vae")
+        return VAE(channels, width, size, latent_dim)
     return (Expert(channels, width, residual=residual) if arch == "paper"
             else UNetExpert(channels, width, residual=residual))
 
 
 class ExpertBank(nn.Module):
     def __init__(self, num_experts: int, channels: int, width: int, batched: bool, arch: str,
-                 residual: bool = False):
+                 residual: bool = False, size: int = 0, latent_dim: int = 0, beta: float = 1.0):
         super().__init__()
         if batched and arch != "paper":
             raise ValueError(f"the batched form exists for the paper's expert only, not {arch!r}")
-        self.experts = nn.ModuleList(make_expert(arch, channels, width, residual) for _ in range(num_experts))
-        self.batched, self.residual = batched, residual
+        self.experts = nn.ModuleList(make_expert(arch, channels, width, residual, size, latent_dim)
+                                     for _ in range(num_experts))
+        self.batched, self.residual, self.vae = batched, residual, arch == "vae"
+        self.beta = beta   # VAE experts: the KL weight of their reconstruction + beta * KL term
 
     @property
     def n(self) -> int:
@@ -92,11 +101,20 @@ class ExpertBank(nn.Module):
             return self._grouped(x.repeat(1, self.n, 1, 1)).view(b, self.n, c, h, w)
         return torch.stack([e(x) for e in self.experts], dim=1)
 
-    def forward_assigned(self, x: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    def forward_assigned(self, x: torch.Tensor, owner: torch.Tensor):
         """Each sample through its own expert `owner[i]` only: (B, C, H, W) -> (B, C, H, W).
 
         Requires frozen norm statistics (per-sample experts); used for the winners' graph pass.
+        VAE experts decode a reparameterised draw and return (outputs, KL per sample).
         """
+        if self.vae:
+            out, kl = torch.empty_like(x), x.new_empty(len(x))
+            for i, e in enumerate(self.experts):
+                idx = (owner == i).nonzero(as_tuple=True)[0]
+                if len(idx):
+                    y, k = e.sample(x[idx])
+                    out, kl = out.index_put((idx,), y.to(out.dtype)), kl.index_put((idx,), k.float())
+            return out, kl
         if not self.batched:
             parts = [((owner == i).nonzero(as_tuple=True)[0], e) for i, e in enumerate(self.experts)]
             ys = [(idx, e(x[idx])) for idx, e in parts if len(idx)]

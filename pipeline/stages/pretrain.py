@@ -25,12 +25,10 @@ def run(dataset: str) -> None:
     def progress(it, losses):
         curve.append((it, sum(losses) / len(losses)))
         if it % 25 == 0:
-            log(f"pretrain: iteration {it} mse {curve[-1][1]:.5f}")
+            log(f"pretrain: iteration {it} loss {curve[-1][1]:.5f}")
 
     start = time.perf_counter()
-    bank, its = icm.pretrained_bank(e.num_experts, x.shape[1], e.channels, e.arch, p.shared, p.perturb, x, p.lr,
-                                    p.batch_size, p.mse_threshold, p.max_iterations,
-                                    torch.Generator().manual_seed(cfg.seed), progress, e.residual)
+    bank, its = icm.pretrain_experts(e, p, x, cfg.seed, progress)
     seconds = time.perf_counter() - start
     reached = curve[-1][1] < p.mse_threshold
     log(f"pretrain: {its} iterations, {seconds:.1f} s, mse {curve[-1][1]:.5f}"
