@@ -337,6 +337,45 @@ class Latent:
 
 
 @dc.dataclass(frozen=True)
+class Debias:
+    datasets: tuple[str, ...]                    # face datasets whose raw/ faces (every race) it reads
+    image_size: int                              # 64 (default) or 32
+    race_mix: dict[str, float]                   # race -> share of the training set
+    train_size: int
+    test_per_cell: int                           # test faces per race x gender cell
+    seeds: tuple[int, ...]                       # one run of every arm per seed
+    arms: tuple[Literal["erm", "reweight", "dbvae"], ...]
+    epochs: int
+    batch_size: int
+    lr: float
+    channels: int                                # encoder widths channels, 2x, 4x
+    latent_dim: int
+    hflip: bool                                  # random horizontal flips in training (every arm)
+    recon_weight: float                          # dbvae: weight of (reconstruction + kl_weight * KL) / pixels
+    kl_weight: float
+    rule: Literal["max", "product"]              # dbvae: how the per-dimension densities combine
+    bins: int
+    alpha: float
+    batch_eval: int
+
+    def validate(self, key: str, check: Check) -> None:
+        check(self.image_size in (32, 64), f"{key}.image_size", f"must be 32 or 64, got {self.image_size}")
+        unknown = sorted(set(self.race_mix) - set(RACES))
+        check(not unknown, f"{key}.race_mix", f"names unknown races {unknown}; use {', '.join(RACES)}")
+        check(all(v >= 0 for v in self.race_mix.values()) and abs(sum(self.race_mix.values()) - 1) < 1e-6,
+              f"{key}.race_mix", f"shares must be >= 0 and sum to 1, got {dict(self.race_mix)}")
+        check(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), f"{key}.seeds",
+              f"must list distinct seeds, got {list(self.seeds)}")
+        check(len(self.arms) >= 1 and len(set(self.arms)) == len(self.arms), f"{key}.arms",
+              f"must list distinct arms, got {list(self.arms)}")
+        check(self.alpha >= 0, f"{key}.alpha", f"must be >= 0, got {self.alpha}")
+        check(self.recon_weight >= 0 and self.kl_weight >= 0, f"{key}.recon_weight",
+              "and kl_weight must be >= 0")
+        _positive(self, key, ("train_size", "test_per_cell", "epochs", "batch_size", "lr", "channels",
+                              "latent_dim", "bins", "batch_eval"), check)
+
+
+@dc.dataclass(frozen=True)
 class Config:
     seed: int
     device: Literal["auto", "cpu", "cuda", "mps"]
@@ -345,6 +384,7 @@ class Config:
     transfer: Transfer
     seeds: Seeds
     latent: Latent
+    debias: Debias
     mnist: MnistConfig
     faces: FacesConfig
     faces_synthetic: FacesConfig
@@ -441,7 +481,7 @@ def _build(cls, data: dict, key: str, problems: _Problems):
 
 def _check_datasets(names, check: Check) -> None:
     """Checked on the raw list, so a misspelt dataset is reported even when other sections fail."""
-    known = {f.name for f in dc.fields(Config)} - {"seed", "device", "distributed", "datasets", "transfer", "seeds", "latent"}
+    known = {f.name for f in dc.fields(Config)} - {"seed", "device", "distributed", "datasets", "transfer", "seeds", "latent", "debias"}
     for name in names if isinstance(names, list) else []:
         check(not isinstance(name, str) or name in known, "datasets", f"names unknown dataset '{name}'")
 
@@ -454,15 +494,16 @@ def from_dict(data: dict) -> Config:
     cfg = _build(Config, data, "", problems)
     _check_datasets(data.get("datasets"), problems.check)
     if cfg is not _BAD:
-        for section in ("transfer", "seeds", "latent"):
+        for section in ("transfer", "seeds", "latent", "debias"):
             for name in getattr(cfg, section).datasets:
                 problems.check(name in cfg.datasets, f"{section}.datasets",
                                f"names {name!r}, which 'datasets' does not list; add it there or remove it here")
-        for name in cfg.latent.datasets:
-            ds = getattr(cfg, name, None)
-            problems.check(isinstance(ds, FacesConfig) and ds.data.source.kind == "utkface",
-                           "latent.datasets", f"names {name!r}; the latent study needs UTKFace faces "
-                           "(age, gender and race labels), e.g. faces_synthetic")
+        for section in ("latent", "debias"):
+            for name in getattr(cfg, section).datasets:
+                ds = getattr(cfg, name, None)
+                problems.check(isinstance(ds, FacesConfig) and ds.data.source.kind == "utkface",
+                               f"{section}.datasets", f"names {name!r}; the {section} stage needs UTKFace faces "
+                               "(age, gender and race labels), e.g. faces_synthetic")
     problems.raise_any()
     return cfg
 

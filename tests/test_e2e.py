@@ -26,6 +26,7 @@ TINY = {
     "transfer.max_images": 36,
     "seeds.values": [0, 1],
     "latent.datasets": [],
+    "debias.datasets": [],
 }
 
 

@@ -43,6 +43,10 @@ TINY = {
     "seeds.datasets": [],
     **{f"latent.{k}": v for k, v in {"image_size": 32, "iterations": 20, "latent_dim": 4, "top_k": 2,
                                      "traversal_faces": 2, "max_faces": 150, "batch_eval": 50}.items()},
+    **{f"debias.{k}": v for k, v in {"image_size": 32, "train_size": 40, "test_per_cell": 3, "seeds": [0, 1],
+                                     "epochs": 2, "channels": 4, "latent_dim": 4, "batch_eval": 20,
+                                     "race_mix": {"white": 0.6, "black": 0.1, "asian": 0.1, "indian": 0.1,
+                                                  "others": 0.1}}.items()},
     "faces.experts.arch": "vae",              # VAE experts through the stages (3 channels, 32 px)
     "faces.experts.latent_dim": 8,
     **{f"{ds}.{k}": v for ds in ("faces", "faces_synthetic", "facearg") for k, v in {
@@ -126,3 +130,17 @@ def test_faces_chains_follow_the_contracts_and_facearg_is_skipped(repo):
         assert 0.5 <= b["labels"]["gender"]["top_dim_auc"] <= 1 and "top_dim_auc" not in b["labels"]["race"]
     assert (root / "reports/figures/latent/traversal_beta4.png").stat().st_size > 1000
     assert "## targets" in (root / "reports/latent.md").read_text()
+
+    # the debias study: every arm, every seed, every race x gender cell of the balanced test set
+    d = json.loads((root / "reports/metrics/debias.json").read_text())
+    assert d["n_train"] == 40 and d["n_test"] == 30 and d["train_cells"]["white_male"] + d["train_cells"][
+        "white_female"] == 24 and set(d["arms"]) == {"erm", "reweight", "dbvae"}
+    for arm in d["arms"].values():
+        assert [r["seed"] for r in arm["runs"]] == [0, 1] and len(arm["summary"]["cells"]) == 10
+        for r in arm["runs"]:
+            assert r["worst_acc"] <= r["mean_acc"] <= max(r["cells"].values()) and r["gap"] >= 0
+            assert r["mean_acc"] == pytest.approx(r["accuracy"])   # balanced cells: the two agree
+        assert arm["summary"]["worst_acc"]["std"] >= 0
+    assert set(d["compare"]) >= {"worst_gain_dbvae", "gap_ratio_dbvae", "mean_change_dbvae"}
+    assert (root / "reports/figures/debias/cells.png").stat().st_size > 1000
+    assert "## targets" in (root / "reports/debias.md").read_text()

@@ -12,7 +12,7 @@ from tests.test_e2e import dvc, make_repo
 
 @pytest.mark.slow
 def test_default_mnist_recipe_specialises(tmp_path, params):
-    root = make_repo(tmp_path, with_overrides(params, {"datasets": ["mnist"], "latent.datasets": []}))
+    root = make_repo(tmp_path, with_overrides(params, {"datasets": ["mnist"], "latent.datasets": [], "debias.datasets": []}))
     dvc(root, "repro", env={"OMP_NUM_THREADS": "1"})
     m = json.loads((root / "reports/metrics/mnist.json").read_text())
     assert m["specialization"]["distinct_winners"] >= 8, m["specialization"]
