@@ -10,6 +10,12 @@ cache file '<path>'") only under -v. So `pull` refuses a remote without verify (
 --no-verify-ok (then it warns), runs `dvc pull -v ARGS`, echoes what plain `dvc pull` would print, and
 on failure adds one `error:` line per output whose remote object is corrupted or missing (exit 1).
 Other failures keep dvc's exit code.
+
+Those two log lines are DVC's, not an API, so pyproject.toml pins dvc to the minor release the tests
+cover (3.67), and tests/test_remotes.py fails with a message naming CORRUPTED and MISSING_ITEM when a
+DVC release logs them differently. We found no DVC command that names the corrupted object
+instead: `dvc data status` and `dvc status -c` report outputs missing from the workspace or the
+remote, not why a verified download was dropped.
 """
 from __future__ import annotations
 
