@@ -108,14 +108,3 @@ def load_weights(module: nn.Module, state_dict: dict, what: str, stage: str | No
 def save_text(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
-
-
-def save_curves(directory: str | Path, curves: dict[str, list[tuple[int, float]]]) -> None:
-    """Write each curve as `<directory>/<name>.tsv` (columns: step, <last part of name>), all at once."""
-    with atomic_path(directory, is_dir=True) as tmp:
-        for name, points in curves.items():
-            path = tmp / f"{name}.tsv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            field = Path(name).name
-            lines = [f"step\t{field}"] + [f"{s}\t{v:.6g}" for s, v in points]
-            path.write_text("\n".join(lines) + "\n")

@@ -329,7 +329,7 @@ def debias_headline(m: dict) -> list[str]:
         return (f"DB-VAE vs ERM: worst cell {get(c, 'worst_gain_dbvae'):+.3f}, gap × {get(c, 'gap_ratio_dbvae'):.2f}, "
                 f"mean {get(c, 'mean_change_dbvae'):+.3f}; reweighting vs ERM: worst cell {get(c, 'worst_gain_reweight'):+.3f}")
     return [phrase(lambda: f"{num(m, 'n_train', 'd')} training faces ({mix()}), "
-                           f"{num(m, 'n_test', 'd')} balanced test faces; seeds {get(m, 'seeds')}, mean ± std",
+                           f"{num(m, 'n_test', 'd')} balanced test faces; seeds {get(m, 'seed_values')}, mean ± std",
                    "debias")] + [phrase(lambda a=a: one(a), a) for a in get(m, "arms")] + [phrase(gains, "comparison")]
 
 

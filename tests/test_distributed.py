@@ -33,7 +33,7 @@ def test_two_process_ddp_train_matches_one_process_over_the_same_global_batch(ti
     out = dvc(repo, "repro")                              # one process (distributed.nproc: 1)
     assert "Running stage 'train@mnist'" in out and "Running stage 'pretrain@mnist'" not in out
     single = trained(repo)
-    log_single = (repo / "reports/plots/mnist/train/d_loss.tsv").read_text()
+    log_single = (repo / "reports/plots/mnist/train/plots/metrics/d_loss.tsv").read_text()
 
     shutil.rmtree(repo / "models/mnist/checkpoints")      # else the 2-process run resumes at the end
     set_params(repo, {"distributed.nproc": 2})
@@ -53,7 +53,7 @@ def test_two_process_ddp_train_matches_one_process_over_the_same_global_batch(ti
     assert moved > 10 * tol                               # the experts did train (the check is not vacuous)
     # D's loss is all-reduced: the logged curve is the global one.
     a = [float(r.split("\t")[1]) for r in log_single.splitlines()[1:]]
-    b = [float(r.split("\t")[1]) for r in (repo / "reports/plots/mnist/train/d_loss.tsv").read_text().splitlines()[1:]]
+    b = [float(r.split("\t")[1]) for r in (repo / "reports/plots/mnist/train/plots/metrics/d_loss.tsv").read_text().splitlines()[1:]]
     assert len(a) == len(b) == 12 and max(abs(x - y) for x, y in zip(a, b)) < 1e-4
 
 

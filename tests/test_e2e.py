@@ -48,6 +48,8 @@ def make_repo(root: Path, params: dict) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     for key, value in (("user.name", "ICM tests"), ("user.email", "icm-tests@example.invalid")):
         subprocess.run(["git", "config", key, value], cwd=root, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)   # dvclive needs a commit (pipeline/tracking.py)
+    subprocess.run(["git", "commit", "-q", "-m", "project"], cwd=root, check=True)
     return root
 
 
@@ -76,7 +78,7 @@ def test_repro_follows_the_metrics_contract_and_reruns_only_what_changed(repo):
     for fig in ("curves.png", "assignment.png", "samples.png"):
         assert (repo / "reports/figures/mnist" / fig).stat().st_size > 1000
     assert "![training curves](figures/mnist/curves.png)" in (repo / "reports/mnist.md").read_text()
-    assert (repo / "reports/plots/mnist/train/loss").is_dir()
+    assert (repo / "reports/plots/mnist/train/plots/metrics/loss").is_dir()
     assert (repo / "models/mnist/checkpoints/complete.json").exists()     # a finished run: nothing to resume
     assert not (repo / "models/mnist/checkpoints/train.pt").exists()
     assert "Running stage 'train@mnist'" in out

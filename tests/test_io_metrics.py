@@ -7,7 +7,17 @@ import numpy as np
 import pytest
 
 from pipeline import metrics
-from pipeline.io import atomic_path, save_curves, save_json
+from pipeline.io import atomic_path, save_json
+
+
+def save_dir(target: Path, files: dict[str, str]) -> None:
+    """A folder of text files, written atomically (as the figure and placeholder outputs are)."""
+    with atomic_path(target, is_dir=True) as tmp:
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+
+
+A, B = {"a.tsv": "step\ta\n1\t0.5\n"}, {"b.tsv": "step\tb\n2\t0.25\n"}
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path):
@@ -21,7 +31,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
 
 def test_failed_directory_write_keeps_the_old_directory(tmp_path):
     target = tmp_path / "curves"
-    save_curves(target, {"a": [(1, 0.5)]})
+    save_dir(target, A)
     with pytest.raises(RuntimeError):
         with atomic_path(target, is_dir=True) as tmp:
             (tmp / "b.tsv").write_text("x")
@@ -39,15 +49,15 @@ def test_successful_writes_replace(tmp_path):
 
 def test_directory_replace_swaps_the_old_one_out_only_after_the_new_one_is_in(tmp_path):
     target = tmp_path / "curves"
-    save_curves(target, {"a": [(1, 0.5)]})
-    save_curves(target, {"b": [(2, 0.25)]})
+    save_dir(target, A)
+    save_dir(target, B)
     assert sorted(p.name for p in target.iterdir()) == ["b.tsv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves"]
 
 
 def test_failure_between_the_renames_keeps_the_old_directory(tmp_path, monkeypatch):
     target = tmp_path / "curves"
-    save_curves(target, {"a": [(1, 0.5)]})
+    save_dir(target, A)
     real, calls = os.replace, []
 
     def replace(src, dst):
@@ -59,7 +69,7 @@ def test_failure_between_the_renames_keeps_the_old_directory(tmp_path, monkeypat
 
     monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(OSError, match="disk gone"):
-        save_curves(target, {"b": [(2, 0.25)]})
+        save_dir(target, B)
     assert calls[0][0] == "curves" and calls[1][1] == "curves" and calls[2] == (calls[0][1], "curves")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves"]
     assert (target / "a.tsv").read_text() == "step\ta\n1\t0.5\n"
@@ -68,7 +78,7 @@ def test_failure_between_the_renames_keeps_the_old_directory(tmp_path, monkeypat
 def test_hard_crash_between_the_renames_loses_nothing(tmp_path, monkeypatch):
     """A killed process runs no clean-up: the old folder must still exist (aside), and the new one too."""
     target = tmp_path / "curves"
-    save_curves(target, {"a": [(1, 0.5)]})
+    save_dir(target, A)
     real, calls = os.replace, []
 
     class Killed(BaseException):
@@ -84,7 +94,7 @@ def test_hard_crash_between_the_renames_loses_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)   # as if killed: no clean-up runs
     monkeypatch.setattr(Path, "unlink", lambda *a, **k: None)
     with pytest.raises(Killed):
-        save_curves(target, {"b": [(2, 0.25)]})
+        save_dir(target, B)
     files = {p.relative_to(tmp_path).parts[-1]: p.read_text() for p in tmp_path.rglob("*.tsv")}
     assert files == {"a.tsv": "step\ta\n1\t0.5\n", "b.tsv": "step\tb\n2\t0.25\n"}
 

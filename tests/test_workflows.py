@@ -101,7 +101,7 @@ def project(tiny_project, tmp_path) -> Path:
 
 def test_params_metrics_and_plots_diff_between_two_commits(project, tmp_path):
     tracked = set(git(project, "ls-files").split())
-    assert {"dvc.lock", "params.yaml", "reports/metrics/mnist.json", "reports/plots/mnist/train/d_loss.tsv"} <= tracked
+    assert {"dvc.lock", "params.yaml", "reports/metrics/mnist.json", "reports/plots/mnist/train/plots/metrics/d_loss.tsv"} <= tracked
     assert not any(p.startswith(("models/", "data/")) for p in tracked)
 
     old_lr = yaml.safe_load((project / "params.yaml").read_text())["mnist"]["train"]["lr_experts"]
@@ -134,7 +134,7 @@ def test_params_metrics_and_plots_diff_between_two_commits(project, tmp_path):
     html = (out_dir / "index.html").read_text()
     assert "mnist: discriminator BCE loss" in html and "mnist: identity pretraining MSE" in html
     pd = json.loads(run(project, "plots", "diff", "HEAD~1", "--json"))
-    curve = pd["data"]["reports/plots/mnist/train/d_loss.tsv"][0]
+    curve = pd["data"]["reports/plots/mnist/train/plots/metrics/d_loss.tsv"][0]
     assert set(curve["revisions"]) == {"workspace", "HEAD~1"}
     by_rev = {rev: [float(v["d_loss"]) for v in curve["content"]["data"]["values"] if v["rev"] == rev]
               for rev in curve["revisions"]}
@@ -142,8 +142,8 @@ def test_params_metrics_and_plots_diff_between_two_commits(project, tmp_path):
     def tsv(text: str) -> list[float]:
         return [float(line.split("\t")[1]) for line in text.strip().splitlines()[1:]]
 
-    assert by_rev["HEAD~1"] == tsv(git(project, "show", "HEAD~1:reports/plots/mnist/train/d_loss.tsv"))
-    assert by_rev["workspace"] == tsv((project / "reports/plots/mnist/train/d_loss.tsv").read_text())
+    assert by_rev["HEAD~1"] == tsv(git(project, "show", "HEAD~1:reports/plots/mnist/train/plots/metrics/d_loss.tsv"))
+    assert by_rev["workspace"] == tsv((project / "reports/plots/mnist/train/plots/metrics/d_loss.tsv").read_text())
     assert len(by_rev["workspace"]) == TINY["mnist.train.iterations"] and by_rev["workspace"] != by_rev["HEAD~1"]
     # The only plots DVC cannot load are those of the datasets this tiny project does not run.
     assert all("/mnist/" not in e["name"] for e in pd.get("errors", [])), pd.get("errors")
@@ -226,6 +226,8 @@ def test_queued_sweep_runs_both_points_and_exp_show_lists_them(project, tmp_path
         rev = e["revs"][0]
         lr = rev["data"]["params"]["params.yaml"]["data"]["mnist"]["train"]["lr_experts"]
         exps[lr] = (rev["name"], rev["data"]["metrics"]["reports/metrics/mnist.json"]["data"])
+        live = rev["data"]["metrics"]["reports/plots/mnist/train/metrics.json"]["data"]   # dvclive's summary
+        assert live["step"] == TINY["mnist.train.iterations"] and 0 <= live["d_loss"] < 10, live
     assert sorted(exps) == sorted(lrs) and {name for name, _ in exps.values()} == set(tasks)
     for name, m in exps.values():
         assert m["train"]["iterations"] == TINY["mnist.train.iterations"]
@@ -346,5 +348,5 @@ def test_a_code_change_retrains_from_iteration_zero(project):
     for it in range(TINY["mnist.train.check_every"], n + 1, TINY["mnist.train.check_every"]):
         assert f"train: iteration {it}/{n} " in out, out        # every iteration was trained again
     steps = [int(line.split("\t")[0]) for line in
-             (project / "reports/plots/mnist/train/d_loss.tsv").read_text().splitlines()[1:]]
+             (project / "reports/plots/mnist/train/plots/metrics/d_loss.tsv").read_text().splitlines()[1:]]
     assert steps == list(range(1, n + 1))

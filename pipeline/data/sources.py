@@ -130,7 +130,12 @@ def _copy(archive: Path, src, target: Path) -> None:
 
 def safe_extract(archive: Path, dest: Path) -> list[str]:
     """Check every member of a tar (plain or gz) or .zip archive, then extract its files and folders
-    into `dest` atomically. Returns the extracted file names, relative to `dest`."""
+    into `dest` atomically. Returns the extracted file names, relative to `dest`.
+
+    Not tarfile's `filter="data"`: it strips an absolute name's slash and extracts the member, it
+    allows links that stay inside `dest`, it acts member by member (a bad member is found after
+    others were written), and zip files have no filter. Our checks refuse all of these up front,
+    naming the member, and the loop below writes plain files and folders only, with default modes."""
     archive = Path(archive)
     if not archive.is_file():
         raise PipelineError(f"data: archive {archive} does not exist; check the path")

@@ -50,7 +50,7 @@ def run(dataset: str) -> None:
     result = {"dataset": dataset, "image_size": p.image_size, "race_mix": dict(p.race_mix),
               "n_train": int(len(train)), "n_test": int(len(test)), "test_per_cell": p.test_per_cell,
               "train_cells": {k: int(v) for k, v in train_counts.items()}, "epochs": p.epochs,
-              "seeds": list(p.seeds), "rule": p.rule, "bins": p.bins, "alpha": p.alpha,
+              "seed_values": list(p.seeds), "rule": p.rule, "bins": p.bins, "alpha": p.alpha,
               "arms": arms, "compare": debias.compare(arms), "seconds": round(time.perf_counter() - start, 1)}
     with atomic_path(out_figures, is_dir=True) as tmp:
         debias_report.cells_figure(result, tmp / "cells.png")

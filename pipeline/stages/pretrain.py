@@ -4,9 +4,10 @@ import time
 import torch
 
 from pipeline import config, icm
-from pipeline.io import load_torch, save_curves, save_json, save_torch
+from pipeline.io import load_torch, save_json, save_torch
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, log, main, setup, skip_if_unavailable
+from pipeline.tracking import LiveCurves
 
 
 @main
@@ -21,11 +22,13 @@ def run(dataset: str) -> None:
         return
     x = images_to(load_torch(paths.prepared / "tensors.pt")["train_transformed"], device)
     curve = []
+    live = LiveCurves(paths.plots / "pretrain")   # dvclive: plots/metrics/mse.tsv and metrics.json
 
     def progress(it, losses):
         curve.append((it, sum(losses) / len(losses)))
         if it % 25 == 0:
             log(f"pretrain: iteration {it} loss {curve[-1][1]:.5f}")
+            live.update({"mse": curve}, it)
 
     start = time.perf_counter()
     bank, its = icm.pretrain_experts(e, p, x, cfg.seed, progress)
@@ -33,7 +36,7 @@ def run(dataset: str) -> None:
     reached = curve[-1][1] < p.mse_threshold
     log(f"pretrain: {its} iterations, {seconds:.1f} s, mse {curve[-1][1]:.5f}"
         + ("" if reached else f" (cap reached before mse {p.mse_threshold})"))
-    save_curves(paths.plots / "pretrain", {"mse": curve})
+    live.close({"mse": curve}, its)
     # Weights only: the same params give the same file, so a rerun does not force a train rerun.
     # The wall-clock time goes beside it (read by evaluate, not by train).
     save_torch({"bank": bank.cpu().state_dict()}, paths.models / "pretrained.pt")

@@ -6,13 +6,9 @@ from pipeline import config, loop, metrics, report, results
 from pipeline.io import atomic_path, load_json, load_torch, save_text
 from pipeline.paths import Paths
 from pipeline.runtime import log, main, setup, skip_if_unavailable
+from pipeline.tracking import read_curves
 
 VARIANTS = "reports/variants/{dataset}.md"   # written by bench/variants*.py, embedded when present
-
-
-def read_curves(directory) -> dict:
-    return {str(p.relative_to(directory).with_suffix("")): pd.read_csv(p, sep="\t").to_numpy().tolist()
-            for p in sorted(directory.rglob("*.tsv"))}
 
 
 @main

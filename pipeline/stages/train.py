@@ -14,9 +14,10 @@ from pipeline.data.tasks import CANONICAL
 from pipeline.errors import PipelineError
 from pipeline.models import classifier
 from pipeline.models.classifier import predict
-from pipeline.io import load_json, load_torch, save_curves, save_json, save_torch
+from pipeline.io import load_json, load_torch, save_json, save_torch
 from pipeline.paths import Paths
 from pipeline.runtime import images_to, log, main, setup, skip_if_unavailable
+from pipeline.tracking import LiveCurves
 
 
 @main
@@ -70,8 +71,14 @@ def fit(cfg: config.Config, dataset: str, paths: Paths, device: torch.device, la
     else:
         log(f"train: training from iteration 0 ({why})")
 
+    lead = launch.rank == 0
+    live = LiveCurves(paths.plots / "train") if lead else None   # dvclive; a resumed run's points first
+    if live:
+        live.update(state.curves, state.iteration)
+
     def save_checkpoint(s):  # rank 0 only (the loop calls it there)
         checkpoint.save(paths.checkpoints, fp, s.state_dict())
+        live.update(s.curves, s.iteration)   # the curves so far, for `dvc exp show` / `dvc plots` mid-run
 
     # The evaluator watches the check batch's winners (it never touches training): MNIST digit
     # accuracy, faces share judged canonical.
@@ -84,7 +91,6 @@ def fit(cfg: config.Config, dataset: str, paths: Paths, device: torch.device, la
             return {"classifier_acc_experts": float((pred == y_check).float().mean())}
         return {"classifier_canonical_rate": float((pred == CANONICAL).float().mean())}
 
-    lead = launch.rank == 0
     if lead:
         log(f"train: {e.num_experts} experts ({'batched' if bank.batched else 'per-expert'} form) on {device}, "
             f"{tc.iterations} iterations, assignment {tc.assignment}, {launch.world} process(es)")
@@ -98,7 +104,7 @@ def fit(cfg: config.Config, dataset: str, paths: Paths, device: torch.device, la
              "iterations_to_specialize": spec[0] if spec else None,
              "train_seconds_to_specialize": round(spec[1], 2) if spec else None,
              **loop.stability(state.curves["specialization/purity_min"], spec[0] if spec else None)}
-    save_curves(paths.plots / "train", state.curves)
+    live.close(state.curves, state.iteration)
     # The weights to evaluate: the EMA of the experts when train.ema > 0, else the last ones.
     save_torch({"bank": state.eval_bank().cpu().state_dict(), "disc": disc.cpu().state_dict()},
                paths.models / "trained.pt")
