@@ -22,6 +22,8 @@ from pipeline.runtime import images_to
 SPREAD_SAMPLES = 500   # mean pairwise distance is quadratic: measured on a fixed subsample of this size
 DEAD_SPREAD = 0.3      # output spread / input spread below this: (nearly) one output for every input
 DEAD_KEPT = 0.3        # the "input kept" measure below this: outputs unrelated to their inputs
+DEAD_COLOUR = 0.5      # faces: more than this share of an expert's outputs in colours no real face has
+COLOUR_QUANTILE = 0.99 # ... judged against the reference faces' own 99th percentile (imagemetrics)
 # What "input kept" means per kind. Faces: SSIM(input, output) over all inputs. Where a perfect expert
 # scores low on that, the measure is taken on the samples the expert wins instead: SSIM against the
 # clean face in synthetic mode (the exact inverse of a 4-pixel translation scores SSIM 0.02 against
@@ -67,12 +69,13 @@ def pair_ssim(a: torch.Tensor, outs: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def run_experts(bank, disc, clf: torch.nn.Module, x: torch.Tensor, batch_size: int,
-                clean: torch.Tensor | None = None) -> dict:
+                clean: torch.Tensor | None = None, colour_ref: dict | None = None) -> dict:
     """Every expert on every input, chunk by chunk (all B x N' outputs at once would not fit at
     paper scale). Returns, on the CPU, per (sample, expert): D's probability `d`, `ssim`(input,
     output), the classifier's label `pred` and, given the clean originals, `ssim_clean`; per sample:
     the argmax-of-D `owner` and its output `out` (the paper's rule, as icm.winners); and every
-    expert's outputs `kept` (K, N', C, H, W) on the spread subset `keep`."""
+    expert's outputs `kept` (K, N', C, H, W) on the spread subset `keep`; given `colour_ref`
+    (imagemetrics.colour_reference), `colour` per (sample, expert): output colour unlike real faces."""
     keep = spread_subset(len(x))
     parts = defaultdict(list)
     for start in range(0, len(x), batch_size):
@@ -87,6 +90,8 @@ def run_experts(bank, disc, clf: torch.nn.Module, x: torch.Tensor, batch_size: i
                "out": outs[torch.arange(b, device=x.device), owner], "kept": outs[mine]}
         if clean is not None:
             got["ssim_clean"] = pair_ssim(clean[start: start + b].to(chunk), outs)
+        if colour_ref is not None:
+            got["colour"] = imagemetrics.colour_outliers(outs.flatten(0, 1), colour_ref).view(b, n)
         for k, v in got.items():
             parts[k].append(v.float().cpu() if v.is_floating_point() else v.cpu())
     return {"keep": keep, **{k: torch.cat(v) for k, v in parts.items()}}
@@ -94,19 +99,23 @@ def run_experts(bank, disc, clf: torch.nn.Module, x: torch.Tensor, batch_size: i
 
 def is_dead(row: dict, kept: str) -> bool:
     """Wins nothing on the test split, or (nearly) one output for every input, or outputs that no
-    longer keep their inputs (`kept`, see KEPT). Unmeasurable parts (None) do not count."""
+    longer keep their inputs (`kept`, see KEPT), or (faces) mostly in colours no real face has
+    (`colour_outliers`, over every input). Unmeasurable parts (None, absent) do not count."""
     low = lambda v, limit: v is not None and v < limit   # noqa: E731
-    return row["win_share"] == 0 or low(row["spread_ratio"], DEAD_SPREAD) or low(row[kept], DEAD_KEPT)
+    colour = row.get("colour_outliers")
+    return (row["win_share"] == 0 or low(row["spread_ratio"], DEAD_SPREAD) or low(row[kept], DEAD_KEPT)
+            or (colour is not None and colour > DEAD_COLOUR))
 
 
 def per_expert(owner: np.ndarray, d: np.ndarray, ssim: np.ndarray, hit: np.ndarray, hit_name: str,
                spread_in: float | None, spread_out: list[float | None], kept: str,
-               ssim_clean: np.ndarray | None = None) -> dict:
+               ssim_clean: np.ndarray | None = None, colour: np.ndarray | None = None) -> dict:
     """The per-expert section. `d`, `ssim`, `hit` are (B, N'): D's probability, SSIM(input, output)
     and the classifier's verdict (right digit / canonical face) for every input through every
     expert. `hit_name` (acc / canonical_rate) is reported over all inputs and, as `<hit_name>_won`,
     over the inputs the expert wins (None if none); so is `ssim_clean` (SSIM against the clean
-    originals), as `ssim_clean_won` only. `spread_*`: on the spread subsample. `kept`: see KEPT."""
+    originals), as `ssim_clean_won` only. `spread_*`: on the spread subsample. `kept`: see KEPT.
+    `colour` (B, N') bool: the output's colour lies outside real faces' (`colour_outliers`, a share)."""
     n = d.shape[1]
     wins = np.bincount(owner, minlength=n)
     won_mean = lambda v, won: float(v[won].mean()) if won.any() else None  # noqa: E731
@@ -119,6 +128,8 @@ def per_expert(owner: np.ndarray, d: np.ndarray, ssim: np.ndarray, hit: np.ndarr
                f"{hit_name}_won": won_mean(hit[:, i], won)}
         if ssim_clean is not None:
             row["ssim_clean_won"] = won_mean(ssim_clean[:, i], won)
+        if colour is not None:
+            row["colour_outliers"] = float(colour[:, i].mean())
         rows[f"expert_{i}"] = {**row, "dead": is_dead(row, kept)}
     dead = sum(r["dead"] for r in rows.values())
     return {"alive_experts": n - dead, "dead_experts": dead, "per_expert": rows}
@@ -126,10 +137,10 @@ def per_expert(owner: np.ndarray, d: np.ndarray, ssim: np.ndarray, hit: np.ndarr
 
 def experts_section(run: dict, x: torch.Tensor, hit: torch.Tensor, hit_name: str, kept: str) -> dict:
     """`per_expert` on the output of `run_experts` for inputs `x` (CPU); `hit`: (B, N') bool."""
-    kept_out, clean = run["kept"], run.get("ssim_clean")
+    kept_out, clean, colour = run["kept"], run.get("ssim_clean"), run.get("colour")
     return per_expert(run["owner"].numpy(), run["d"].numpy(), run["ssim"].numpy(), hit.numpy(), hit_name,
                       spread(x[run["keep"]]), [spread(kept_out[:, i]) for i in range(kept_out.shape[1])], kept,
-                      None if clean is None else clean.numpy())
+                      None if clean is None else clean.numpy(), None if colour is None else colour.numpy())
 
 
 def mnist(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int, p_clean: np.ndarray,
@@ -254,7 +265,8 @@ def faces_on_test(bank, disc, clf: torch.nn.Module, saved_clf: dict, t: dict, tr
     sample)."""
     names, mech, clean = t["mechanisms"], t["test_transformed_mech"].numpy(), t.get("test_transformed_clean")
     x = images_to(t["test_transformed"], device)
-    run = run_experts(bank, disc, clf, x, batch_size, clean)
+    ref = colour_reference(t, clean is not None) if x.shape[1] == 3 else None   # colour: RGB faces only
+    run = run_experts(bank, disc, clf, x, batch_size, clean, ref)
     p_trans = predict(clf, x, batch_size).cpu().numpy()
     x = x.cpu().contiguous()
     owner, pick = run["owner"].numpy(), torch.arange(len(x))
@@ -262,6 +274,8 @@ def faces_on_test(bank, disc, clf: torch.nn.Module, saved_clf: dict, t: dict, tr
     result = faces(names, mech, owner, bank.n, x, run["out"].contiguous(), run["d"][pick, run["owner"]], p_trans,
                    run["pred"][pick, run["owner"]].numpy(), saved_clf, train, clean, ceiling)
     kept = KEPT["faces" if clean is None else "faces_synthetic"]
+    if ref is not None:   # the inputs' own share, for scale (synthetic mode: the casts are outliers)
+        result["colour_outliers_inputs"] = float(imagemetrics.colour_outliers(x, ref).float().mean())
     result.update(experts_section(run, x, run["pred"] == CANONICAL, "canonical_rate", kept))
     if gender_clf is not None:
         g = gender_robustness(gender_clf, t, run["out"], batch_size, device)
@@ -269,6 +283,15 @@ def faces_on_test(bank, disc, clf: torch.nn.Module, saved_clf: dict, t: dict, tr
         for name, row in g.items():
             result["per_group"][name].update(row)
     return result, owner
+
+
+def colour_reference(t: dict, synthetic: bool) -> dict:
+    """What real faces' colours look like, for the colour part of the dead rule: the test split's
+    canonical faces and, in demographic mode, its transformed groups too (every one a real face, and
+    an expert that maps one group's skin tones to another's stays in range). In synthetic mode the
+    transformed faces carry the mechanisms (casts), so only the canonical faces count."""
+    real = t["test_canonical"] if synthetic else torch.cat([t["test_canonical"], t["test_transformed"]])
+    return imagemetrics.colour_reference(real.float(), COLOUR_QUANTILE)
 
 
 def gender_robustness(gclf: torch.nn.Module, t: dict, out: torch.Tensor, batch_size: int, device) -> dict:

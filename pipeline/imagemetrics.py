@@ -7,6 +7,14 @@
   32-px images, scikit-image was ~6x faster than the batched torch version we used to keep.
 - mean_pairwise_distance: mean L2 distance between distinct samples, to detect an expert that
   collapsed to one output (e.g. the same face for every input).
+- colour_reference / colour_outliers: whether an image's colour lies outside what real faces show.
+  SSIM keeps a face's structure and misses colour damage (an expert that turned every face green
+  and magenta kept SSIM 0.44 to its input), so the dead rule needs a colour measure of its own.
+  Feature: the chromaticity (r, b) = (R, B) / (R + G + B) of the mean colour of the image's central
+  half (the face, not the varied backgrounds), which does not change with brightness. The reference
+  is a Gaussian fitted to real faces; an image is an outlier when its squared Mahalanobis distance
+  exceeds the `quantile` of the reference faces' own distances (by construction, 1 - quantile of
+  real faces are outliers).
 """
 from __future__ import annotations
 
@@ -49,3 +57,36 @@ def mean_pairwise_distance(x: torch.Tensor) -> float:
     flat = x.detach().flatten(1).double()
     d = torch.cdist(flat, flat, compute_mode="donot_use_mm_for_euclid_dist")
     return float(d.sum() / (len(x) * (len(x) - 1)))
+
+
+def chromaticity(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 2): (r, b) chromaticity of the mean colour of the central half."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected (B, 3, H, W) RGB images, got {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    mean = x[..., h // 4: h - h // 4, w // 4: w - w // 4].detach().double().mean((2, 3)).cpu()
+    chroma = mean / mean.sum(1, keepdim=True).clamp(min=1e-6)
+    return chroma[:, [0, 2]]
+
+
+def colour_reference(real: torch.Tensor, quantile: float = 0.99) -> dict:
+    """A Gaussian over the chromaticity of real RGB faces, and the squared Mahalanobis distance
+    that `quantile` of them stay within."""
+    if len(real) < 10:
+        raise ValueError(f"colour_reference needs at least 10 real faces, got {len(real)}")
+    c = chromaticity(real)
+    mean = c.mean(0)
+    icov = torch.linalg.inv(torch.cov(c.T) + 1e-9 * torch.eye(2, dtype=c.dtype))
+    ref = {"mean": mean, "icov": icov}
+    ref["limit"] = float(torch.quantile(_mahalanobis2(c, ref), quantile))
+    return ref
+
+
+def _mahalanobis2(c: torch.Tensor, ref: dict) -> torch.Tensor:
+    d = c - ref["mean"]
+    return ((d @ ref["icov"]) * d).sum(1)
+
+
+def colour_outliers(x: torch.Tensor, ref: dict) -> torch.Tensor:
+    """Per image of x (B, 3, H, W): True where its colour lies outside the reference (bool, (B,))."""
+    return _mahalanobis2(chromaticity(x), ref) > ref["limit"]

@@ -82,3 +82,24 @@ def tiny_project(tmp_path_factory, params) -> Path:
 def copy_project(src: Path, dest: Path) -> Path:
     """A private copy of a project: git history, DVC cache and workspace."""
     return Path(shutil.copytree(src, dest, symlinks=True))
+
+
+@pytest.fixture(scope="session")
+def mirror_faces():
+    """The first 160 faces of the mirror's UTKFace archive (a streamed read that stops there), as
+    32 px RGB floats in [0, 1], (N, 3, 32, 32)."""
+    import io
+    import tarfile
+
+    import torch
+    from PIL import Image
+
+    faces = []
+    with tarfile.open(mirror_file("UTKFace.tar.gz"), "r|gz") as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith(".jpg"):
+                img = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB").resize((32, 32))
+                faces.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
+                if len(faces) == 160:
+                    break
+    return torch.stack(faces).float().div(255)

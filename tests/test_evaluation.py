@@ -94,6 +94,8 @@ def test_dead_rule_parts():
     assert not evaluation.is_dead({**row, "ssim_input": -0.5}, "acc_won")   # MNIST: the inverter is fine
     assert evaluation.is_dead({**row, "acc_won": 0.1}, "acc_won")
     assert not evaluation.is_dead({**row, "spread_ratio": None}, "ssim_input")
+    assert evaluation.is_dead({**row, "colour_outliers": 0.51}, "ssim_input")     # faces in no real face's colours
+    assert not evaluation.is_dead({**row, "colour_outliers": 0.4}, "ssim_input")
 
 
 def test_spread_subset_is_fixed_and_bounded():
@@ -221,3 +223,45 @@ def test_gender_robustness_scores_canonical_inputs_and_outputs_per_group():
     assert g["white"] == {"gender_acc_inputs": pytest.approx(1 / 3), "gender_acc_outputs": pytest.approx(1.0)}
     # black: samples 2 (female, bright -> bright), 3 (male, bright -> bright), 5 (male, dark -> dark)
     assert g["black"] == {"gender_acc_inputs": pytest.approx(2 / 3), "gender_acc_outputs": pytest.approx(2 / 3)}
+
+
+def green(x: torch.Tensor) -> torch.Tensor:
+    """Red and green swapped: the green faces a faces expert once produced, structure intact."""
+    return x[:, [1, 0, 2]]
+
+
+def test_colour_outliers_flag_green_faces_but_not_real_or_darker_ones(mirror_faces):
+    ref = imagemetrics.colour_reference(mirror_faces[:80])
+    held_out = mirror_faces[80:]
+    assert imagemetrics.colour_outliers(held_out, ref).float().mean() < 0.1
+    assert imagemetrics.colour_outliers(held_out * 0.7, ref).float().mean() < 0.1   # brightness is not colour
+    assert imagemetrics.colour_outliers(green(held_out), ref).float().mean() > 0.9
+    warm = mechanisms.colour_cast(held_out, 0.2)
+    assert imagemetrics.colour_outliers(warm, ref).float().mean() > 0.5
+
+
+class GreenBank(torch.nn.Module):
+    """Two fixed 'experts' on RGB faces: one that turns every face green, and the identity."""
+    n = 2
+
+    def forward_all(self, x):
+        return torch.stack([green(x), x], dim=1)
+
+
+def test_an_expert_that_turns_faces_green_is_dead_though_ssim_keeps_the_face(mirror_faces):
+    """The colour part of the dead rule: the green expert wins every face (D ties go to expert 0),
+    keeps its structure and varies with its input, so only its colours give it away."""
+    x = mirror_faces
+    t = {"test_transformed": x[:100], "test_transformed_mech": torch.arange(100) % 2, "mechanisms": ["a", "b"],
+         "test_canonical": x[100:]}
+    disc = Discriminator(3, 32, widths=(4, 4, 4), hidden=8)
+    for p in disc.parameters():
+        p.data.zero_()
+    train = {"iterations": 1, "seconds": 1.0, "iters_per_second": 1.0, "pretrain_seconds": 1.0}
+    r, _ = evaluation.faces_on_test(GreenBank(), disc, Classifier(3, 32, 2).eval(), {"val_acc": 0.5, "test_acc": 0.5},
+                                    t, train, 64, torch.device("cpu"))
+    e0, e1 = r["per_expert"]["expert_0"], r["per_expert"]["expert_1"]
+    assert e0["win_share"] == 1.0
+    assert e0["ssim_input"] > evaluation.DEAD_KEPT and e0["spread_ratio"] > evaluation.DEAD_SPREAD
+    assert e0["colour_outliers"] > 0.9 and e0["dead"]
+    assert e1["colour_outliers"] < 0.1 and e1["colour_outliers"] == pytest.approx(r["colour_outliers_inputs"])
