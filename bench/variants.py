@@ -50,6 +50,12 @@ FACES = {  # the faces params default to the paper's expert and lr 2e-4; identit
     "U-Net, adversarial loss only": {**UNET, "train.identity_weight": 0.0},
     "U-Net, L1 identity x1": {**UNET, **L1},
     "U-Net, L1 identity x1, lr 1e-3": {**UNET, **L1, **LR3},
+    # the stabilisers that undid the synthetic shifts, on the race groups
+    "residual experts, L1 identity x1": {"experts.residual": True, **L1},
+    "residual, SN, R1 gamma 5, L1 identity x1": {"experts.residual": True, "train.spectral_norm": True,
+                                                 "train.r1_gamma": 5.0, **L1},
+    "residual, SN, R1 gamma 5, L1 identity x1, lr 1e-3": {"experts.residual": True, "train.spectral_norm": True,
+                                                          "train.r1_gamma": 5.0, **L1, **LR3},
 }
 # faces_synthetic: the 8 identifiable mechanisms (params.yaml defaults), each stabiliser alone, then
 # together. Overrides apply to the defaults in params.yaml at the commit each row records.
