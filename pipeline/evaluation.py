@@ -274,6 +274,8 @@ def faces_on_test(bank, disc, clf: torch.nn.Module, saved_clf: dict, t: dict, tr
     result = faces(names, mech, owner, bank.n, x, run["out"].contiguous(), run["d"][pick, run["owner"]], p_trans,
                    run["pred"][pick, run["owner"]].numpy(), saved_clf, train, clean, ceiling)
     kept = KEPT["faces" if clean is None else "faces_synthetic"]
+    if "train_canonical" in t and "test_canonical" in t:
+        result["d_score_canonical"] = d_generalisation(disc, t, batch_size, device)
     if ref is not None:   # the inputs' own share, for scale (synthetic mode: the casts are outliers)
         result["colour_outliers_inputs"] = float(imagemetrics.colour_outliers(x, ref).float().mean())
     result.update(experts_section(run, x, run["pred"] == CANONICAL, "canonical_rate", kept))
@@ -283,6 +285,16 @@ def faces_on_test(bank, disc, clf: torch.nn.Module, saved_clf: dict, t: dict, tr
         for name, row in g.items():
             result["per_group"][name].update(row)
     return result, owner
+
+
+def d_generalisation(disc, t: dict, batch_size: int, device, limit: int = 2000) -> dict:
+    """D's mean probability on canonical faces it trained on and on held-out ones (at most `limit`
+    each, evenly spaced): a large gap means D memorised its canonical set, the case where GAN
+    practice adds D augmentation."""
+    def mean_p(x: torch.Tensor) -> float:
+        x = x[spread_subset(len(x), limit)]
+        return float(torch.cat([torch.sigmoid(disc(images_to(c, device))).cpu() for c in x.split(batch_size)]).mean())
+    return {"train": mean_p(t["train_canonical"]), "test": mean_p(t["test_canonical"])}
 
 
 def colour_reference(t: dict, synthetic: bool) -> dict:

@@ -265,3 +265,17 @@ def test_an_expert_that_turns_faces_green_is_dead_though_ssim_keeps_the_face(mir
     assert e0["ssim_input"] > evaluation.DEAD_KEPT and e0["spread_ratio"] > evaluation.DEAD_SPREAD
     assert e0["colour_outliers"] > 0.9 and e0["dead"]
     assert e1["colour_outliers"] < 0.1 and e1["colour_outliers"] == pytest.approx(r["colour_outliers_inputs"])
+
+
+class MeanLogit(torch.nn.Module):
+    """A stand-in D whose logit is the image's mean value minus one half."""
+
+    def forward(self, x):
+        return x.flatten(1).mean(1) - 0.5
+
+
+def test_d_generalisation_compares_seen_and_held_out_canonical_faces():
+    t = {"train_canonical": torch.full((30, 3, 4, 4), 1.0), "test_canonical": torch.full((20, 3, 4, 4), 0.5)}
+    g = evaluation.d_generalisation(MeanLogit(), t, 8, torch.device("cpu"), limit=10)
+    assert g["train"] == pytest.approx(float(torch.sigmoid(torch.tensor(0.5))))
+    assert g["test"] == pytest.approx(0.5)
