@@ -62,6 +62,10 @@ FACES = {  # the faces params default to the paper's expert and lr 2e-4; identit
                                                             "train.lr_discriminator": 1e-3},
     "residual, L1 identity x3, D lr 1e-3": {"experts.residual": True, "train.identity_weight": 3.0,
                                             "train.lr_discriminator": 1e-3},
+    # capacity 1.0: each expert takes exactly half of every batch (2 experts), so one cannot win both groups
+    "residual, SN, R1 gamma 5, L1 identity x1, capacity 1.0": {"experts.residual": True,
+                                                               "train.spectral_norm": True, "train.r1_gamma": 5.0,
+                                                               **L1, "train.capacity_factor": 1.0},
 }
 # faces_synthetic: the 8 identifiable mechanisms (params.yaml defaults), each stabiliser alone, then
 # together. Overrides apply to the defaults in params.yaml at the commit each row records.
