@@ -265,7 +265,7 @@ def faces_on_test(bank, disc, clf: torch.nn.Module, saved_clf: dict, t: dict, tr
     sample)."""
     names, mech, clean = t["mechanisms"], t["test_transformed_mech"].numpy(), t.get("test_transformed_clean")
     x = images_to(t["test_transformed"], device)
-    ref = colour_reference(t, clean is not None) if x.shape[1] == 3 else None   # colour: RGB faces only
+    ref = colour_reference(t, clean is not None)
     run = run_experts(bank, disc, clf, x, batch_size, clean, ref)
     p_trans = predict(clf, x, batch_size).cpu().numpy()
     x = x.cpu().contiguous()
@@ -297,12 +297,21 @@ def d_generalisation(disc, t: dict, batch_size: int, device, limit: int = 2000) 
     return {"train": mean_p(t["train_canonical"]), "test": mean_p(t["test_canonical"])}
 
 
-def colour_reference(t: dict, synthetic: bool) -> dict:
+COLOUR_MIN_FACES = 30   # fewer real faces than this: no colour reference (the colour part goes unmeasured)
+
+
+def colour_reference(t: dict, synthetic: bool) -> dict | None:
     """What real faces' colours look like, for the colour part of the dead rule: the test split's
     canonical faces and, in demographic mode, its transformed groups too (every one a real face, and
     an expert that maps one group's skin tones to another's stays in range). In synthetic mode the
-    transformed faces carry the mechanisms (casts), so only the canonical faces count."""
+    transformed faces carry the mechanisms (casts), so only the canonical faces count. None for
+    images that are not RGB, and for fewer than COLOUR_MIN_FACES real faces (a 99th percentile of a
+    handful of faces says nothing): the colour part is then unmeasured and does not count."""
+    if t["test_transformed"].shape[1] != 3 or "test_canonical" not in t:
+        return None
     real = t["test_canonical"] if synthetic else torch.cat([t["test_canonical"], t["test_transformed"]])
+    if len(real) < COLOUR_MIN_FACES:
+        return None
     return imagemetrics.colour_reference(real.float(), COLOUR_QUANTILE)
 
 

@@ -279,3 +279,11 @@ def test_d_generalisation_compares_seen_and_held_out_canonical_faces():
     g = evaluation.d_generalisation(MeanLogit(), t, 8, torch.device("cpu"), limit=10)
     assert g["train"] == pytest.approx(float(torch.sigmoid(torch.tensor(0.5))))
     assert g["test"] == pytest.approx(0.5)
+
+
+def test_colour_reference_needs_rgb_and_enough_real_faces(mirror_faces):
+    t = {"test_transformed": mirror_faces[:10], "test_canonical": mirror_faces[10:30]}
+    assert evaluation.colour_reference(t, synthetic=False) is not None          # 30 real faces in all
+    assert evaluation.colour_reference(t, synthetic=True) is None               # 20 canonical: too few
+    grey = {"test_transformed": mirror_faces[:60, :1], "test_canonical": mirror_faces[60:, :1]}
+    assert evaluation.colour_reference(grey, synthetic=True) is None

@@ -49,6 +49,7 @@ TINY = {
                                                   "others": 0.1}}.items()},
     "faces.experts.arch": "vae",              # VAE experts through the stages (3 channels, 32 px)
     "faces.experts.latent_dim": 8,
+    "faces.experts.residual": False,          # residual experts (the faces default) exist for paper and unet only
     **{f"{ds}.{k}": v for ds in ("faces", "faces_synthetic", "facearg") for k, v in {
         "data.source.sha256": None, "data.cap_per_group": 30, "data.test_fraction": 0.2,
         "data.val_fraction": 0.2, "classifier.epochs": 1, "experts.channels": 4,
