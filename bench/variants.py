@@ -117,6 +117,13 @@ VARIANTS = {  # dataset -> variant name -> overrides
         "default + assignment hysteresis 1.0": {"train.hysteresis": 1.0},
         "default, hog splitting off": {"train.reseed_every": 0},
         "default + hysteresis 0.5, hog splitting off": {"train.hysteresis": 0.5, "train.reseed_every": 0},
+        # capacity sends a batch's overflow (more samples of one mechanism than the cap) to other experts,
+        # which then learn that mechanism too: fewer forced losses with a larger cap, none under argmax
+        "default, capacity 2.0": {"train.capacity_factor": 2.0},
+        "default, capacity 3.0": {"train.capacity_factor": 3.0},
+        "default, argmax assignment": {"train.assignment": "argmax"},
+        "default, 1600 iterations": {"train.iterations": 1600},
+        "default + R1 gamma 1": {"train.r1_gamma": 1.0},
     },
     "faces_synthetic": SYNTHETIC,
     "faces": FACES,   # rows in reports/variants/faces.md were measured before the per-expert metrics
