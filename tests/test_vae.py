@@ -91,3 +91,40 @@ def test_identity_pretraining_lowers_reconstruction_plus_kl(digits):
     after = icm.identity_loss(vae, x, 1.0).item()
     mean_image = (x - x.mean(0)).pow(2).mean().item()
     assert after < 0.4 * before and after < mean_image, (before, after, mean_image)
+
+
+def test_a_posterior_collapsed_vae_expert_is_flagged_dead_and_a_reconstructing_one_is_not(digits):
+    """The student study's failure: a VAE expert whose decoder ignores its input (the posterior mean
+    no longer depends on x) draws one image for every input. The dead rule must catch it through
+    the spread ratio, whether it wins or not; its pretrained twin, which reconstructs, stays alive."""
+    from pipeline import evaluation
+    from pipeline.models.classifier import Classifier
+    torch.manual_seed(0)
+    x = torch.from_numpy(digits[0][:200]).float().div(255).unsqueeze(1)
+    bank = ExpertBank(2, 1, 16, False, "vae", size=28, latent_dim=16, beta=1.0)
+    icm.pretrain_identity([bank.experts[0]], x, 3e-3, 32, 1e-9, 200, torch.Generator().manual_seed(0), beta=1.0)
+    bank.experts[1].load_state_dict(bank.experts[0].state_dict())
+    with torch.no_grad():                                  # mu = the bias alone: posterior collapse
+        bank.experts[1].posterior.weight.zero_()
+    bank.freeze_norm_stats()
+    disc = Discriminator(1, 28, widths=(4, 4, 4), hidden=8)
+    for p in disc.parameters():
+        p.data.zero_()                                     # every tie goes to expert 0 ...
+    clf = Classifier(1, 28, 10).eval()
+    for flip in (False, True):                             # ... or, flipped, to the collapsed expert
+        b = ExpertBank(2, 1, 16, False, "vae", size=28, latent_dim=16, beta=1.0)
+        b.load_state_dict(bank.state_dict())
+        if flip:
+            b.experts[0].load_state_dict(bank.experts[1].state_dict())
+            b.experts[1].load_state_dict(bank.experts[0].state_dict())
+        b.freeze_norm_stats()
+        run = evaluation.run_experts(b, disc, clf, x, 64)
+        r = evaluation.experts_section(run, x, run["pred"] >= 0, "acc", "ssim_input")["per_expert"]
+        healthy, collapsed = (r["expert_1"], r["expert_0"]) if flip else (r["expert_0"], r["expert_1"])
+        assert collapsed["spread_ratio"] < 1e-6 and collapsed["dead"], collapsed
+        assert healthy["spread_ratio"] > evaluation.DEAD_SPREAD, healthy
+        assert collapsed["win_share"] == (1.0 if flip else 0.0)
+    healthy_winner = evaluation.experts_section(
+        evaluation.run_experts(bank, disc, clf, x, 64), x, torch.ones(200, 2, dtype=torch.bool), "acc",
+        "ssim_input")["per_expert"]["expert_0"]
+    assert not healthy_winner["dead"] and healthy_winner["ssim_input"] > 0.3, healthy_winner
