@@ -34,7 +34,7 @@ from pipeline.distributed import Launch
 from pipeline.io import load_torch, save_json, save_text
 from pipeline.models import classifier
 from pipeline.paths import Paths
-from pipeline.runtime import images_to, setup
+from pipeline.runtime import images_to, log, setup
 
 ROOT = Path(__file__).resolve().parents[1]   # the repository (for its commit)
 PLAIN = {"train.reseed_every": 0, "train.lr_final_fraction": 1.0}
@@ -190,6 +190,7 @@ def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int
     start = time.perf_counter()
     bank, its = icm.pretrain_experts(e, pc, xt, seed)
     pre_s = time.perf_counter() - start
+    log(f"seed {seed}: identity pretraining {its} iterations, {pre_s:.0f} s")
     state = loop.start(bank.state_dict(), e, tc, xt.shape[1], xt.shape[-1], device, seed, Launch.single())
 
     def maybe_stop(s):
@@ -197,11 +198,13 @@ def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int
             raise Stop
 
     try:
-        loop.train(state, xc, xt, xv, mv.numpy(), n_mech, tc, maybe_stop)
+        loop.train(state, xc, xt, xv, mv.numpy(), n_mech, tc, maybe_stop,
+                   log=lambda msg: log(f"seed {seed}: {msg}"))   # a line per check: progress of a long run
     except Stop:
         pass
     m, _, _ = loop.check(state, xv, mv.numpy(), n_mech, tc.purity_threshold, 256)
     spec = state.specialized_at
+    log(f"seed {seed}: trained {state.iteration} iterations in {state.seconds:.0f} s; evaluating on the test split")
     row = {"seed": seed, "commit": commit(), "overrides": overrides, "base_overrides": base or {},
            "params": config.as_dict(ds), "cap": cap, "stop_when_specialised": stop, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "pretrain_iterations": its,
@@ -396,6 +399,7 @@ def main() -> None:
         for name in args.only or variants:
             results[name] = []
             for seed in args.seeds:
+                log(f"variant {name!r}, seed {seed}: start")
                 r = run_variant(params, args.dataset, variants[name], seed, args.cap,
                                 args.dataset == "mnist" and not args.no_stop, base)
                 print(json.dumps({"variant": name, **r}), flush=True)
