@@ -124,6 +124,9 @@ VARIANTS = {  # dataset -> variant name -> overrides
         "default, argmax assignment": {"train.assignment": "argmax"},
         "default, 1600 iterations": {"train.iterations": 1600},
         "default + R1 gamma 1": {"train.r1_gamma": 1.0},
+        # a D that sees noise: instance noise on D's inputs, so it judges strokes over pixel residue
+        "default + instance noise 0.3": {"train.instance_noise": 0.3},
+        "default + instance noise 0.5": {"train.instance_noise": 0.5},
     },
     "faces_synthetic": SYNTHETIC,
     "faces": FACES,   # rows in reports/variants/faces.md were measured before the per-expert metrics

@@ -218,6 +218,7 @@ class Train:
     ema: float                   # EMA decay of the expert weights used for evaluation (0 = off)
     hysteresis: float            # a sample's last owner keeps it unless beaten by this logit margin (0 = off)
     vae_weight: float            # arch vae: weight of the winner's reconstruction + beta * KL term
+    instance_noise: float        # std of Gaussian noise on D's inputs while training, decayed linearly to 0
 
     def validate(self, key: str, check: Check) -> None:
         check(self.identity_weight >= 0, f"{key}.identity_weight", f"must be >= 0, got {self.identity_weight}")
@@ -225,6 +226,7 @@ class Train:
         check(0.0 <= self.ema < 1.0, f"{key}.ema", f"must be in [0, 1), got {self.ema}")
         check(self.hysteresis >= 0, f"{key}.hysteresis", f"must be >= 0, got {self.hysteresis}")
         check(self.vae_weight >= 0, f"{key}.vae_weight", f"must be >= 0, got {self.vae_weight}")
+        check(self.instance_noise >= 0, f"{key}.instance_noise", f"must be >= 0, got {self.instance_noise}")
         _positive(self, key, ("iterations", "batch_size", "lr_experts", "lr_discriminator",
                               "check_every", "check_size", "checkpoint_every"), check)
         for name in ("reseed_every", "reseed_below", "reseed_perturb"):

@@ -104,7 +104,8 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
              opt_d: torch.optim.Optimizer, x_canon: torch.Tensor, x_trans: torch.Tensor,
              assignment: str, cap: int, identity_weight: float, autocast: torch.dtype | None,
              par: Parallel, r1_gamma: float = 0.0, previous: torch.Tensor | None = None,
-             hysteresis: float = 0.0, vae_weight: float = 0.0) -> StepStats:
+             hysteresis: float = 0.0, vae_weight: float = 0.0, noise_std: float = 0.0,
+             generator: torch.Generator | None = None) -> StepStats:
     """`identity_weight`: adds identity_weight * mean |E(x) - x| to each winner's loss (0 = the paper's
     loss). `autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off.
     The winners are still picked from fp32 outputs and logits: bf16 rounding ties near-identical
@@ -112,6 +113,10 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     graph-free expert pass and D's scores are fp32; D's training pass and the winners' pass use autocast.
     `r1_gamma`: adds r1_gamma/2 * R1 on the canonical batch to D's loss (0 = off; one process only).
     `previous` (global batch, -1 = none) and `hysteresis`: see assign_hysteresis.
+    `noise_std` > 0: instance noise (Sonderby et al. 2016): D's training pass and the winners' pass
+    see their images plus Gaussian noise of this std, so D judges shape over pixel-level residue; the
+    winners are still picked from D's scores on the clean outputs, as at evaluation. The noise is
+    drawn from `generator` (CPU), so a resumed run draws the same noise.
     VAE experts (bank.vae): the winners decode a reparameterised draw, and each winner's loss adds
     vae_weight * (reconstruction of its input + bank.beta * KL) / pixels to -log D (see models/vae.py).
     `par`: the data-parallel group; x_canon and x_trans are this rank's slices of the global batch,
@@ -121,12 +126,18 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     with torch.no_grad():                                       # fp32 even under autocast (see above)
         outs = bank.forward_all(x_trans)                        # (B, N', C, H, W)
     real_in = x_canon.detach().requires_grad_(r1_gamma > 0)
+
+    def noisy(v: torch.Tensor) -> torch.Tensor:
+        if noise_std == 0:
+            return v
+        return v + noise_std * torch.randn(v.shape, generator=generator).to(v.device, v.dtype)
+
     with amp():
-        logits = par.disc(torch.cat([real_in, outs.flatten(0, 1)])).float()
+        logits = par.disc(noisy(torch.cat([real_in, outs.flatten(0, 1)]))).float()
     real, fake = logits[: x_canon.shape[0]], logits[x_canon.shape[0]:]
-    if autocast is None:
+    if autocast is None and noise_std == 0:
         fake_scores = fake.detach()
-    else:                                                       # fp32 scores from D before its update
+    else:                                  # fp32 scores on the clean outputs from D before its update
         with torch.no_grad():
             fake_scores = disc(outs.flatten(0, 1).float()).float()
     d_loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
@@ -147,7 +158,7 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     owner = owner_all[par.shard(len(owner_all))]
     with amp():
         y, kl = par.assigned(x_trans, owner) if bank.vae else (par.assigned(x_trans, owner), None)
-        per_sample = F.softplus(-disc(y).float())                # -log D(E_owner(x))
+        per_sample = F.softplus(-disc(noisy(y)).float())         # -log D(E_owner(x))
     opt_e.zero_grad(set_to_none=True)
     params = [p for p in bank.parameters() if p.requires_grad]
     total = per_sample.sum()

@@ -181,7 +181,8 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
         previous = state.last_owner[itr_all] if cfg.hysteresis > 0 else None
         s = icm.icm_step(state.bank, state.disc, state.opt_e, state.opt_d, x_canon[ic], x_trans[itr],
                          cfg.assignment, cap, cfg.identity_weight, amp, state.par, cfg.r1_gamma,
-                         previous, cfg.hysteresis, cfg.vae_weight)
+                         previous, cfg.hysteresis, cfg.vae_weight,
+                         cfg.instance_noise * (1 - (it - 1) / max(1, cfg.iterations - 1)), state.generator)
         if cfg.hysteresis > 0:
             state.last_owner[itr_all] = s.owner
         if state.ema is not None:

@@ -72,9 +72,11 @@ def test_r1_is_the_squared_input_gradient_of_d():
 
 
 def test_step_adds_the_r1_term_to_d_loss():
-    xc, xt = torch.rand(8, 1, 12, 12), torch.rand(8, 1, 12, 12)
+    g = torch.Generator().manual_seed(0)
+    xc, xt = torch.rand(8, 1, 12, 12, generator=g), torch.rand(8, 1, 12, 12, generator=g)
     losses = []
-    for gamma in (0.0, 10.0):
+    # a large gamma: the R1 term of a fresh D is ~1e-4, and the two d_losses (~1.4) differ by it in float32
+    for gamma in (0.0, 1e4):
         bank, disc = make(3)
         opt_e, opt_d = torch.optim.Adam(bank.parameters()), torch.optim.Adam(disc.parameters())
         if gamma:
@@ -186,7 +188,8 @@ def test_perturbed_copies_are_close_but_distinct():
     assert torch.allclose(w[0], src.convs[1].weight, atol=0.05 * src.convs[1].weight.abs().max().item())
 
 
-@pytest.mark.parametrize("extras", [{}, {"ema": 0.5, "hysteresis": 0.2, "r1_gamma": 1.0, "spectral_norm": True}])
+@pytest.mark.parametrize("extras", [{}, {"ema": 0.5, "hysteresis": 0.2, "r1_gamma": 1.0, "spectral_norm": True,
+                                               "instance_noise": 0.1}])
 def test_training_is_deterministic_and_resumes_exactly(cfg, extras):
     tc = type(cfg.mnist.train)(**{**cfg.mnist.train.__dict__, "iterations": 6, "check_every": 3,
                                   "checkpoint_every": 3, "batch_size": 8, **extras})
@@ -269,3 +272,19 @@ def test_stability_reads_the_late_and_post_specialisation_purity():
     assert got == {"purity_min_last_quarter": 0.93, "purity_min_after_specialized": 0.6}
     assert loop.stability(curve, None)["purity_min_after_specialized"] is None
     assert loop.stability([], None) == {"purity_min_last_quarter": None, "purity_min_after_specialized": None}
+
+
+def test_instance_noise_reaches_d_but_not_the_choice_of_winners():
+    """Noise on D's inputs changes D's loss (and so its update), while the winners are still picked
+    from D's scores on the clean outputs: the same owners with or without noise."""
+    g = torch.Generator().manual_seed(0)
+    xc, xt = torch.rand(8, 1, 12, 12, generator=g), torch.rand(8, 1, 12, 12, generator=g)
+    runs = []
+    for std in (0.0, 0.0, 3.0):
+        bank, disc = make(3)
+        opt_e, opt_d = torch.optim.Adam(bank.parameters()), torch.optim.Adam(disc.parameters())
+        runs.append(icm.icm_step(bank, disc, opt_e, opt_d, xc, xt, "capacity", 3, 0.0, None, Parallel.single(bank, disc),
+                                 noise_std=std, generator=torch.Generator().manual_seed(1)))
+    clean, again, noisy = runs
+    assert clean.d_loss == again.d_loss and noisy.d_loss != clean.d_loss
+    assert torch.equal(noisy.owner, clean.owner) and len(set(clean.owner.tolist())) > 1
