@@ -127,6 +127,9 @@ VARIANTS = {  # dataset -> variant name -> overrides
         # a D that sees noise: instance noise on D's inputs, so it judges strokes over pixel residue
         "default + instance noise 0.3": {"train.instance_noise": 0.3},
         "default + instance noise 0.5": {"train.instance_noise": 0.5},
+        "capacity 3.0 + hysteresis 0.5": {"train.capacity_factor": 3.0, "train.hysteresis": 0.5},
+        "capacity 3.0 + instance noise 0.3": {"train.capacity_factor": 3.0, "train.instance_noise": 0.3},
+        "capacity 4.0": {"train.capacity_factor": 4.0},
     },
     "faces_synthetic": SYNTHETIC,
     "faces": FACES,   # rows in reports/variants/faces.md were measured before the per-expert metrics
