@@ -130,6 +130,11 @@ def lr_scale(it: int, iterations: int, final: float) -> float:
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * (it - 1) / max(1, iterations - 1)))
 
 
+def linear_decay(it: int, iterations: int) -> float:
+    """1 at the first iteration, falling linearly to 0 at the last (the instance-noise schedule)."""
+    return 1 - (it - 1) / max(1, iterations - 1)
+
+
 def maybe_reseed(state: State, preferred: list[int], cfg: Train, it: int, log=None) -> None:
     """Unsupervised hog splitting. Track each expert's running share of the samples it scores highest
     on (its argmax preference; capacity limits hide this in the wins). Every `reseed_every` iterations,
@@ -182,7 +187,7 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
         s = icm.icm_step(state.bank, state.disc, state.opt_e, state.opt_d, x_canon[ic], x_trans[itr],
                          cfg.assignment, cap, cfg.identity_weight, amp, state.par, cfg.r1_gamma,
                          previous, cfg.hysteresis, cfg.vae_weight,
-                         cfg.instance_noise * (1 - (it - 1) / max(1, cfg.iterations - 1)), state.generator)
+                         cfg.instance_noise * linear_decay(it, cfg.iterations), state.generator)
         if cfg.hysteresis > 0:
             state.last_owner[itr_all] = s.owner
         if state.ema is not None:
