@@ -130,6 +130,7 @@ VARIANTS = {  # dataset -> variant name -> overrides
         "capacity 3.0 + hysteresis 0.5": {"train.capacity_factor": 3.0, "train.hysteresis": 0.5},
         "capacity 3.0 + instance noise 0.3": {"train.capacity_factor": 3.0, "train.instance_noise": 0.3},
         "capacity 4.0": {"train.capacity_factor": 4.0},
+        "capacity 3.0 + EMA of expert weights 0.99": {"train.capacity_factor": 3.0, "train.ema": 0.99},
     },
     "faces_synthetic": SYNTHETIC,
     "faces": FACES,   # rows in reports/variants/faces.md were measured before the per-expert metrics
