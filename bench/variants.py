@@ -173,7 +173,12 @@ def tensors_for(dataset: str, ds, seed: int) -> dict:
         path = Paths(dataset).prepared / "tensors.pt"
         if not path.exists():
             raise SystemExit(f"{path} is missing: run `dvc repro classifier@{dataset}` first")
-        return load_torch(path)
+        t = load_torch(path)
+        if list(t["mechanisms"]) != list(ds.data.mechanisms):   # data overrides need their own prepare
+            raise SystemExit(f"{path} holds mechanisms {list(t['mechanisms'])}, the variant asks for "
+                             f"{list(ds.data.mechanisms)}: set them in params.yaml and run `dvc repro "
+                             f"classifier@{dataset}` first")
+        return t
     d = ds.data
     x, y = mnist.load_embedded() if d.source == "embedded" else mnist.load_full(Path("data/mnist/raw"))
     t, _ = mnist.prepare(x, y, d.mechanisms, d.image_size, d.test_fraction, d.val_fraction, d.shift,

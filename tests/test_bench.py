@@ -114,3 +114,20 @@ def test_variants_summarise_the_per_expert_metrics(variants):
            "test_purity": 0.5, "test_purity_min": 0.2, "ssim": 0.7, "canonical_rate": [0.1, 0.2], **unmeasured}
     table = variants.table("faces", {"v": [row]}, "d")
     assert "| v | 0 | abc+dirt | 4 | 2 | 1 | 0.5 (0.2) | 0.7 | - | 1 | 0.1 -> 0.2 |" in table
+
+
+def test_variants_refuse_a_faces_mechanism_set_the_prepared_data_lacks(variants, tmp_path, monkeypatch):
+    """A faces variant that changes data.mechanisms once ran silently on the prepared 8 mechanisms."""
+    import types
+
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    prepared = tmp_path / "data" / "faces_synthetic" / "prepared"
+    prepared.mkdir(parents=True)
+    torch.save({"mechanisms": ["shift_up", "shift_down"]}, prepared / "tensors.pt")
+    same = types.SimpleNamespace(data=types.SimpleNamespace(mechanisms=["shift_up", "shift_down"]))
+    assert variants.tensors_for("faces_synthetic", same, 0)["mechanisms"] == ["shift_up", "shift_down"]
+    other = types.SimpleNamespace(data=types.SimpleNamespace(mechanisms=["hflip", "blur"]))
+    with pytest.raises(SystemExit, match=r"asks for \['hflip', 'blur'\].*dvc repro classifier@faces_synthetic"):
+        variants.tensors_for("faces_synthetic", other, 0)
