@@ -186,11 +186,24 @@ def tensors_for(dataset: str, ds, seed: int) -> dict:
     return {**t, "mechanisms": list(d.mechanisms)}
 
 
+def refuse_data_overrides(params: dict, dataset: str, ds) -> None:
+    """Faces variants train on data/<ds>/prepared, made from params.yaml's data section, so a
+    variant or --set that changes a data.* key would run on the prepared tensors without a word."""
+    prepared = getattr(config.from_dict(params), dataset).data
+    changed = [f.name for f in dc.fields(prepared) if getattr(prepared, f.name) != getattr(ds.data, f.name)]
+    if changed:
+        raise SystemExit(f"{dataset}: the variant changes data.{', data.'.join(changed)}, but faces variants run "
+                         f"on data/{dataset}/prepared: set them in params.yaml and run `dvc repro "
+                         f"classifier@{dataset}` first")
+
+
 def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int, stop: bool,
                 base: dict | None = None) -> dict:
     """One run; the lr schedule follows the params' iterations, but the run ends at `cap` iterations
     (or at train.iterations if that is lower), or at the first specialised check when `stop`."""
     ds = configure(params, dataset, overrides, seed, base)
+    if dataset != "mnist":
+        refuse_data_overrides(params, dataset, ds)
     device = setup(seed, "cpu")
     e, pc = ds.experts, ds.pretrain
     # the loop's checkpoint hook runs every iteration here: it only decides when to stop (nothing is saved)

@@ -131,3 +131,16 @@ def test_variants_refuse_a_faces_mechanism_set_the_prepared_data_lacks(variants,
     other = types.SimpleNamespace(data=types.SimpleNamespace(mechanisms=["hflip", "blur"]))
     with pytest.raises(SystemExit, match=r"asks for \['hflip', 'blur'\].*dvc repro classifier@faces_synthetic"):
         variants.tensors_for("faces_synthetic", other, 0)
+
+
+def test_variants_refuse_any_faces_data_override(variants):
+    """Strength, image size or groups changed in a faces variant would also run on the prepared
+    tensors (which record only the mechanism names), so every data.* change is refused."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    variants.refuse_data_overrides(params, "faces_synthetic",
+                                   variants.configure(params, "faces_synthetic", {"train.hysteresis": 0.5}, 1))
+    changed = variants.configure(params, "faces_synthetic", {"data.image_size": 64, "data.strength.shift": 6}, 0)
+    with pytest.raises(SystemExit, match=r"changes data.image_size, data.strength.*dvc repro classifier@faces_syn"):
+        variants.refuse_data_overrides(params, "faces_synthetic", changed)
