@@ -246,6 +246,12 @@ def run_variant(params: dict, dataset: str, overrides: dict, seed: int, cap: int
     return row
 
 
+def short(commit: str) -> str:
+    """A row's commit for the tables: 8 hex digits, keeping `+dirty` (a row made off the commit)."""
+    sha, plus, rest = commit.partition("+")
+    return sha[:8] + plus + rest
+
+
 def commit() -> str:
     """The commit that made a row, `+dirty` when the work tree had uncommitted changes."""
     def git(*args: str) -> str:
@@ -334,7 +340,7 @@ def table(dataset: str, results: dict[str, list[dict]], default: str) -> str:
         for r in rows:
             cr = r["canonical_rate"]
             rest, spread = r.get("restoration_min"), r.get("spread_ratio_min")
-            line = (f"| {name} | {r['seed']} | {r.get('commit', '?')[:8]} | {r['iterations']} | "
+            line = (f"| {name} | {r['seed']} | {short(r.get('commit', '?'))} | {r['iterations']} | "
                     f"{r['seconds_per_iteration'] * r['iterations']:.0f} | {r['test_distinct']} | "
                     f"{r['test_purity']} ({r.get('test_purity_min', '?')}) | {r['ssim']} | {dash(spread)} | "
                     f"{r.get('dead_experts', '?')} | {cr[0]} -> {cr[1]} |")
@@ -346,7 +352,8 @@ def table(dataset: str, results: dict[str, list[dict]], default: str) -> str:
         header = None
         for name, rows in results.items():
             per = rows[0]["psnr_per_mechanism"]
-            if list(per) != header:   # variants with another mechanism set get their own header
+            if list(per) != header:   # variants with another mechanism set get their own table
+                lines += [""] * (header is not None)
                 header = list(per)
                 lines += ["| variant | " + " | ".join(header) + " |", "|---" * (1 + len(header)) + "|"]
             lines.append(f"| {name} | " + " | ".join(f"{a} -> {b}" for a, b in per.values()) + " |")
@@ -374,7 +381,7 @@ def mnist_table(results: dict[str, list[dict]], default: str) -> str:
              "|---" * 14 + "|"]
     for name, rows in results.items():
         for r in rows:
-            lines.append(f"| {name} | {r['seed']} | {r.get('commit', '?')[:8]} | {r['threads']} | {r['pretrain_iterations']} | "
+            lines.append(f"| {name} | {r['seed']} | {short(r.get('commit', '?'))} | {r['threads']} | {r['pretrain_iterations']} | "
                          f"{r['iterations_to_specialize'] or 'not by ' + str(r['iterations'])} | "
                          f"{r['seconds_to_specialize'] or '-'} | {r['distinct_winners']}/"
                          f"{len(r['params']['data']['mechanisms'])} | {r['purity_mean']} | "

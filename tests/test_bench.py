@@ -78,7 +78,8 @@ def test_bench_variants_writes_a_sourced_row_and_its_table(tmp_path):
     assert p["pretrain"]["max_iterations"] == 10 and p["train"]["check_size"] == 64
     assert p["data"]["source"] == "embedded" and len(p["data"]["mechanisms"]) == 10
     table = out.with_suffix(".md").read_text()
-    assert f"| capacity 1.0 | 0 | {r['commit'][:8]} | 1 | {r['pretrain_iterations']} | not by 7 |" in table
+    sha, plus, rest = r["commit"].partition("+")                          # 8 hex digits, `+dirty` kept
+    assert f"| capacity 1.0 | 0 | {sha[:8] + plus + rest} | 1 | {r['pretrain_iterations']} | not by 7 |" in table
     assert "N' = 10 experts, mechanisms up, down, left" in table and "goes on to 7 iterations" in table
     assert f"| {r['dead_experts']}, {r['spread_ratio_min']} | {r['acc'][0]} / {r['acc'][1]} / {r['acc'][2]} |" in table
     assert "None" not in table
@@ -113,7 +114,7 @@ def test_variants_summarise_the_per_expert_metrics(variants):
     row = {"seed": 0, "commit": "abc+dirty", "iterations": 4, "seconds_per_iteration": 0.5, "test_distinct": 1,
            "test_purity": 0.5, "test_purity_min": 0.2, "ssim": 0.7, "canonical_rate": [0.1, 0.2], **unmeasured}
     table = variants.table("faces", {"v": [row]}, "d")
-    assert "| v | 0 | abc+dirt | 4 | 2 | 1 | 0.5 (0.2) | 0.7 | - | 1 | 0.1 -> 0.2 |" in table
+    assert "| v | 0 | abc+dirty | 4 | 2 | 1 | 0.5 (0.2) | 0.7 | - | 1 | 0.1 -> 0.2 |" in table
 
 
 def test_variants_refuse_a_faces_mechanism_set_the_prepared_data_lacks(variants, tmp_path, monkeypatch):
@@ -144,3 +145,19 @@ def test_variants_refuse_any_faces_data_override(variants):
     changed = variants.configure(params, "faces_synthetic", {"data.image_size": 64, "data.strength.shift": 6}, 0)
     with pytest.raises(SystemExit, match=r"changes data.image_size, data.strength.*dvc repro classifier@faces_syn"):
         variants.refuse_data_overrides(params, "faces_synthetic", changed)
+
+
+def test_faces_synthetic_table_keeps_dirty_commits_and_splits_mechanism_sets(variants):
+    """A row made off a commit keeps `+dirty` in the table (a 40-digit sha once lost it to the
+    8-character cut), and a variant with another mechanism set gets a table of its own."""
+    summary = variants.experts_summary(per_expert_section(1.0, [0.9, 0.8, 0.7]))
+    base = {"seed": 0, "iterations": 4, "seconds_per_iteration": 0.5, "test_distinct": 2, "test_purity": 0.5,
+            "test_purity_min": 0.2, "ssim": 0.7, "canonical_rate": [0.1, 0.2], "psnr": [10.0, 12.0],
+            "restoration_min": 0.1, **summary}
+    rows = {"eight": [{**base, "commit": "a" * 40, "psnr_per_mechanism": {"shift_up": [12.5, 14.0]}}],
+            "first set": [{**base, "commit": "b" * 40 + "+dirty", "psnr_per_mechanism": {"hflip": [14.4, 14.3]}}]}
+    lines = variants.table("faces_synthetic", rows, "eight").splitlines()
+    assert any(line.startswith(f"| first set | 0 | {'b' * 8}+dirty |") for line in lines)
+    assert any(line.startswith(f"| eight | 0 | {'a' * 8} |") for line in lines)
+    second = lines.index("| variant | hflip |")
+    assert lines[second - 1] == "" and lines[second - 2] == "| eight | 12.5 -> 14.0 |"
