@@ -94,6 +94,9 @@ SYNTHETIC = {name: {**SYNTHETIC_BASE, **overrides} for name, overrides in {
     # ... and with the two stabilisers it did not try
     "residual, SN, R1 gamma 5, identity x1, EMA, hysteresis": {
         **RES, **SN, "train.r1_gamma": 5.0, "train.identity_weight": 1.0, **EMA, **HYST},
+    # the L1 identity term charges |0.2| per pixel for undoing a cast or a brightness change (a global
+    # inverse), and little for a shift's border: does it hold the global inverses back?
+    "residual, SN, R1 gamma 5, no L1 identity": {**RES, **SN, "train.r1_gamma": 5.0, "train.identity_weight": 0.0},
     "U-Net experts": UNET,
     "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
     "first mechanism set (6, with hflip, occlusion, blur)": FIRST_SET,
