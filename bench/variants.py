@@ -81,6 +81,7 @@ FIRST_SET = {"data.mechanisms": ["hflip", "colour_cast", "brightness_contrast", 
              "experts.num_experts": 6}
 SYNTHETIC_BASE = {"experts.arch": "paper", "experts.residual": False, "train.spectral_norm": False,
                   "train.r1_gamma": 0.0, "train.identity_weight": 10.0}
+BEST_PROBE = {**RES, **SN, "train.r1_gamma": 5.0, "train.identity_weight": 1.0}
 SYNTHETIC = {name: {**SYNTHETIC_BASE, **overrides} for name, overrides in {
     "paper expert, L1 identity x10, no stabiliser": {},
     "spectral norm in D": SN,
@@ -90,13 +91,12 @@ SYNTHETIC = {name: {**SYNTHETIC_BASE, **overrides} for name, overrides in {
     "assignment hysteresis, margin 0.5": HYST,
     "all five: SN, R1, residual, EMA, hysteresis": {**SN, **R1, **RES, **EMA, **HYST},
     # the best recipe of the probe in ../shared/findings (residual + SN + R1 gamma 5 + identity x1) ...
-    "residual, SN, R1 gamma 5, identity x1": {**RES, **SN, "train.r1_gamma": 5.0, "train.identity_weight": 1.0},
+    "residual, SN, R1 gamma 5, identity x1": BEST_PROBE,
     # ... and with the two stabilisers it did not try
-    "residual, SN, R1 gamma 5, identity x1, EMA, hysteresis": {
-        **RES, **SN, "train.r1_gamma": 5.0, "train.identity_weight": 1.0, **EMA, **HYST},
+    "residual, SN, R1 gamma 5, identity x1, EMA, hysteresis": {**BEST_PROBE, **EMA, **HYST},
     # the L1 identity term charges |0.2| per pixel for undoing a cast or a brightness change (a global
     # inverse), and little for a shift's border: does it hold the global inverses back?
-    "residual, SN, R1 gamma 5, no L1 identity": {**RES, **SN, "train.r1_gamma": 5.0, "train.identity_weight": 0.0},
+    "residual, SN, R1 gamma 5, no L1 identity": {**BEST_PROBE, "train.identity_weight": 0.0},
     "U-Net experts": UNET,
     "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
     "first mechanism set (6, with hflip, occlusion, blur)": FIRST_SET,

@@ -5,9 +5,12 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
+import torch
+import yaml
 
 from pipeline import evaluation
 from tests.conftest import ROOT
@@ -119,10 +122,6 @@ def test_variants_summarise_the_per_expert_metrics(variants):
 
 def test_variants_refuse_a_faces_mechanism_set_the_prepared_data_lacks(variants, tmp_path, monkeypatch):
     """A faces variant that changes data.mechanisms once ran silently on the prepared 8 mechanisms."""
-    import types
-
-    import torch
-
     monkeypatch.chdir(tmp_path)
     prepared = tmp_path / "data" / "faces_synthetic" / "prepared"
     prepared.mkdir(parents=True)
@@ -137,8 +136,6 @@ def test_variants_refuse_a_faces_mechanism_set_the_prepared_data_lacks(variants,
 def test_variants_refuse_any_faces_data_override(variants):
     """Strength, image size or groups changed in a faces variant would also run on the prepared
     tensors (which record only the mechanism names), so every data.* change is refused."""
-    import yaml
-
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     variants.refuse_data_overrides(params, "faces_synthetic",
                                    variants.configure(params, "faces_synthetic", {"train.hysteresis": 0.5}, 1))
