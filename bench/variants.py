@@ -80,7 +80,7 @@ EMA, HYST = {"train.ema": 0.99}, {"train.hysteresis": 0.5}
 FIRST_SET = {"data.mechanisms": ["hflip", "colour_cast", "brightness_contrast", "occlusion", "blur", "translate"],
              "experts.num_experts": 6}
 SYNTHETIC_BASE = {"experts.arch": "paper", "experts.residual": False, "train.spectral_norm": False,
-                  "train.r1_gamma": 0.0, "train.identity_weight": 10.0}
+                  "train.r1_gamma": 0.0, "train.identity_weight": 10.0, "train.capacity_factor": 1.0}
 BEST_PROBE = {**RES, **SN, "train.r1_gamma": 5.0, "train.identity_weight": 1.0}
 SYNTHETIC = {name: {**SYNTHETIC_BASE, **overrides} for name, overrides in {
     "paper expert, L1 identity x10, no stabiliser": {},
@@ -97,6 +97,10 @@ SYNTHETIC = {name: {**SYNTHETIC_BASE, **overrides} for name, overrides in {
     # the L1 identity term charges |0.2| per pixel for undoing a cast or a brightness change (a global
     # inverse), and little for a shift's border: does it hold the global inverses back?
     "residual, SN, R1 gamma 5, no L1 identity": {**BEST_PROBE, "train.identity_weight": 0.0},
+    # capacity 1.0 (cap 4 of 32 for 8 experts) sends a batch's overflow (more than 4 faces of one
+    # mechanism, most batches) to other experts, which then learn that mechanism too (MNIST's lesson)
+    "residual, SN, R1 gamma 5, identity x1, capacity 2.0": {**BEST_PROBE, "train.capacity_factor": 2.0},
+    "residual, SN, R1 gamma 5, identity x1, capacity 3.0": {**BEST_PROBE, "train.capacity_factor": 3.0},
     "U-Net experts": UNET,
     "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
     "first mechanism set (6, with hflip, occlusion, blur)": FIRST_SET,
