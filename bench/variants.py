@@ -138,6 +138,10 @@ VARIANTS = {  # dataset -> variant name -> overrides
         "capacity 3.0 + instance noise 0.3": {"train.capacity_factor": 3.0, "train.instance_noise": 0.3},
         "capacity 4.0": {"train.capacity_factor": 4.0},
         "capacity 3.0 + EMA of expert weights 0.99": {"train.capacity_factor": 3.0, "train.ema": 0.99},
+        # the isolated dips at the 3-expert config follow D's step-to-step moves (README): a slower D,
+        # or a larger batch (less noisy steps for D and the winners)
+        "capacity 3.0, D lr 3e-4": {"train.capacity_factor": 3.0, "train.lr_discriminator": 3e-4},
+        "capacity 3.0, batch 64": {"train.capacity_factor": 3.0, "train.batch_size": 64},
     },
     "faces_synthetic": SYNTHETIC,
     "faces": FACES,   # rows in reports/variants/faces.md were measured before the per-expert metrics
