@@ -69,11 +69,13 @@ def cfg(params) -> config.Config:
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory, params) -> Path:
     """The e2e test's TINY mnist chain, reproduced once per session and committed (data/ and models/
-    git-ignored). Tests that change it work on their own `copy_project` of it."""
+    git-ignored; that `dvc repro`'s output in `repro.out` beside it). Tests that change it work on their
+    own `copy_project` of it."""
     from tests.test_e2e import TINY, dvc, make_repo
 
     root = make_repo(tmp_path_factory.mktemp("tiny_project"), with_overrides(params, TINY))
-    dvc(root, "repro", env={"OMP_NUM_THREADS": "1"})
+    out = dvc(root, "repro", env={"OMP_NUM_THREADS": "1"})
+    (root.parent / "repro.out").write_text(out)          # the first repro's output, for test_e2e
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
     subprocess.run(["git", "commit", "-q", "-m", "tiny mnist pipeline"], cwd=root, check=True)
     return root

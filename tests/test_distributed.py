@@ -30,7 +30,7 @@ def set_params(repo, overrides: dict) -> None:
 def test_two_process_ddp_train_matches_one_process_over_the_same_global_batch(tiny_project, tmp_path, params):
     repo = copy_project(tiny_project, tmp_path / "repo")
     set_params(repo, DDP_TRAIN)
-    out = dvc(repo, "repro")                              # one process (distributed.nproc: 1)
+    out = dvc(repo, "repro", "train@mnist")               # one process (distributed.nproc: 1)
     assert "Running stage 'train@mnist'" in out and "Running stage 'pretrain@mnist'" not in out
     single = trained(repo)
     log_single = (repo / "reports/plots/mnist/train/plots/metrics/d_loss.tsv").read_text()
