@@ -237,7 +237,7 @@ def test_queued_sweep_runs_both_points_and_exp_show_lists_them(project, tmp_path
     model = [{k: v for k, v in flatten(m).items() if k not in WALL_CLOCK} for _, m in exps.values()]
     assert model[0] != model[1]                                # the swept param reached training
 
-    # Each experiment reused the cached data, classifier and pretrained experts: only train onwards ran.
+    # Each experiment reused the cached data, classifier and pretrained experts: only train and evaluate ran.
     name, metrics = exps[lrs[1]]
     assert stages_run(run(project, "queue", "logs", name)) == {"train@mnist", "evaluate@mnist"}
     # Keep a point as a branch: its commit holds the swept param and its own metrics.
