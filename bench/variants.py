@@ -142,6 +142,14 @@ VARIANTS = {  # dataset -> variant name -> overrides
         # or a larger batch (less noisy steps for D and the winners)
         "capacity 3.0, D lr 3e-4": {"train.capacity_factor": 3.0, "train.lr_discriminator": 3e-4},
         "capacity 3.0, batch 64": {"train.capacity_factor": 3.0, "train.batch_size": 64},
+        # a lower lr once specialised: D and the owners move less, so the owners should stay put
+        "capacity 3.0 + lr x0.1 once specialised": {"train.capacity_factor": 3.0, "train.lr_specialized_experts": 0.1,
+                                                    "train.lr_specialized_discriminator": 0.1},
+        # the probe above traced single dips to D's step: slow D alone, the experts keep restoring
+        "capacity 3.0 + D lr x0.1 once specialised": {"train.capacity_factor": 3.0,
+                                                      "train.lr_specialized_discriminator": 0.1},
+        "capacity 3.0 + D lr x0 once specialised": {"train.capacity_factor": 3.0,
+                                                    "train.lr_specialized_discriminator": 0.0},
     },
     "faces_synthetic": SYNTHETIC,
     "faces": FACES,   # rows in reports/variants/faces.md were measured before the per-expert metrics

@@ -219,6 +219,8 @@ class Train:
     hysteresis: float            # a sample's last owner keeps it unless beaten by this logit margin (0 = off)
     vae_weight: float            # arch vae: weight of the winner's reconstruction + beta * KL term
     instance_noise: float        # std of Gaussian noise on D's inputs while training, decayed linearly to 0
+    lr_specialized_experts: float        # the experts' lr x this from the first specialised check on (1 = off)
+    lr_specialized_discriminator: float  # D's lr x this from the first specialised check on (1 = off)
 
     def validate(self, key: str, check: Check) -> None:
         check(self.identity_weight >= 0, f"{key}.identity_weight", f"must be >= 0, got {self.identity_weight}")
@@ -227,6 +229,9 @@ class Train:
         check(self.hysteresis >= 0, f"{key}.hysteresis", f"must be >= 0, got {self.hysteresis}")
         check(self.vae_weight >= 0, f"{key}.vae_weight", f"must be >= 0, got {self.vae_weight}")
         check(self.instance_noise >= 0, f"{key}.instance_noise", f"must be >= 0, got {self.instance_noise}")
+        for name in ("lr_specialized_experts", "lr_specialized_discriminator"):
+            check(0.0 <= getattr(self, name) <= 1.0, f"{key}.{name}",
+                  f"must be in [0, 1] (1 = off), got {getattr(self, name)}")
         _positive(self, key, ("iterations", "batch_size", "lr_experts", "lr_discriminator",
                               "check_every", "check_size", "checkpoint_every"), check)
         for name in ("reseed_every", "reseed_below", "reseed_perturb"):

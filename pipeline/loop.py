@@ -34,6 +34,7 @@ class State:
     preference: torch.Tensor | None = None   # running share of samples each expert scores highest on
     ema: AveragedModel | None = None         # EMA of the expert weights (cfg.ema > 0), for evaluation
     last_owner: torch.Tensor | None = None   # per training sample: its last winner (-1: none yet), hysteresis
+    settled: bool = False                    # specialised, as every rank knows: lrs x cfg.lr_specialized_*
 
     def state_dict(self) -> dict:
         return {"bank": self.bank.state_dict(), "disc": self.disc.state_dict(),
@@ -41,7 +42,7 @@ class State:
                 "generator": self.generator.get_state(), "iteration": self.iteration,
                 "seconds": self.seconds, "curves": dict(self.curves), "specialized_at": self.specialized_at,
                 "preference": self.preference, "ema": self.ema.state_dict() if self.ema is not None else None,
-                "last_owner": self.last_owner}
+                "last_owner": self.last_owner, "settled": self.settled}
 
     def load_state_dict(self, d: dict) -> None:
         self.bank.load_state_dict(d["bank"])
@@ -56,6 +57,7 @@ class State:
         if self.ema is not None:
             self.ema.load_state_dict(d["ema"])
         self.last_owner = d["last_owner"]
+        self.settled = d["settled"]
 
     def eval_bank(self) -> ExpertBank:
         """The weights to evaluate: the EMA copy when there is one."""
@@ -177,9 +179,10 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
         it = state.iteration + 1
         start = time.perf_counter()
         scale = lr_scale(it, cfg.iterations, cfg.lr_final_fraction)
-        for opt, base in ((state.opt_e, cfg.lr_experts), (state.opt_d, cfg.lr_discriminator)):
+        for opt, base, settled in ((state.opt_e, cfg.lr_experts, cfg.lr_specialized_experts),
+                                   (state.opt_d, cfg.lr_discriminator, cfg.lr_specialized_discriminator)):
             for group in opt.param_groups:
-                group["lr"] = base * scale
+                group["lr"] = base * scale * (settled if state.settled else 1.0)
         ic = torch.randint(len(x_canon), (cfg.batch_size,), generator=state.generator)[mine].to(dev)
         itr_all = torch.randint(len(x_trans), (cfg.batch_size,), generator=state.generator)
         itr = itr_all[mine].to(dev)
@@ -216,6 +219,8 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
                 log(f"train: iteration {it}/{cfg.iterations} {state.seconds:.0f} s "
                     f"d_loss {s.d_loss:.3f} distinct {metrics.distinct_winners(m)}/{n_mech} "
                     f"purity mean {np.nanmean(pur):.2f} min {np.nanmin(pur):.2f}" + (" specialised" if ok else ""))
+        if min(cfg.lr_specialized_experts, cfg.lr_specialized_discriminator) < 1 and not state.settled and (it % cfg.check_every == 0 or it == cfg.iterations):
+            state.settled = state.par.mean(float(state.specialized_at is not None), dev) > 0   # rank 0 checks
         if lead and on_checkpoint and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
             on_checkpoint(state)   # for an interrupted run only: a finished run is never resumed
     return state

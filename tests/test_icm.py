@@ -189,7 +189,7 @@ def test_perturbed_copies_are_close_but_distinct():
 
 
 @pytest.mark.parametrize("extras", [{}, {"ema": 0.5, "hysteresis": 0.2, "r1_gamma": 1.0, "spectral_norm": True,
-                                               "instance_noise": 0.1}])
+                                               "instance_noise": 0.1, "lr_specialized_experts": 0.5}])
 def test_training_is_deterministic_and_resumes_exactly(cfg, extras):
     tc = type(cfg.mnist.train)(**{**cfg.mnist.train.__dict__, "iterations": 6, "check_every": 3,
                                   "checkpoint_every": 3, "batch_size": 8, **extras})
@@ -264,6 +264,26 @@ def test_learning_rate_decays_from_base_to_the_final_fraction():
     assert loop.lr_scale(50, 100, 1.0) == pytest.approx(1.0)
     values = [loop.lr_scale(i, 100, 0.1) for i in range(1, 101)]
     assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("factors", [(0.1, 0.3), (1.0, 0.1), (1.0, 1.0)])
+def test_learning_rates_drop_from_the_first_specialised_check_on(cfg, factors):
+    import dataclasses as dc
+
+    tc = dc.replace(cfg.mnist.train, iterations=4, check_every=2, checkpoint_every=1, batch_size=8,
+                    lr_final_fraction=1.0, lr_specialized_experts=factors[0],
+                    lr_specialized_discriminator=factors[1])
+    g = torch.Generator().manual_seed(0)
+    xc, xt = torch.rand(16, 1, 12, 12, generator=g), torch.rand(16, 1, 12, 12, generator=g)
+    bank, disc = make(3)
+    state = loop.new_state(bank, disc, tc, 0, Launch.single())
+    state.specialized_at = (0, 0.0)      # as if an earlier check had found the owners distinct and pure
+    lrs = []                             # the lrs each of iterations 1-3 stepped with
+    loop.train(state, xc, xt, xt, np.arange(16) % 2, 2, tc, on_checkpoint=lambda s: lrs.append(
+        (s.opt_e.param_groups[0]["lr"], s.opt_d.param_groups[0]["lr"])))
+    assert lrs[0] == lrs[1] == (tc.lr_experts, tc.lr_discriminator)   # the check after iteration 2 settles it
+    assert lrs[2] == pytest.approx((tc.lr_experts * factors[0], tc.lr_discriminator * factors[1]))
+    assert state.settled == (min(factors) < 1)
 
 
 def test_stability_reads_the_late_and_post_specialisation_purity():
