@@ -148,8 +148,6 @@ VARIANTS = {  # dataset -> variant name -> overrides
         # the probe above traced single dips to D's step: slow D alone, the experts keep restoring
         "capacity 3.0 + D lr x0.1 once specialised": {"train.capacity_factor": 3.0,
                                                       "train.lr_specialized_discriminator": 0.1},
-        "capacity 3.0 + D lr x0 once specialised": {"train.capacity_factor": 3.0,
-                                                    "train.lr_specialized_discriminator": 0.0},
     },
     "faces_synthetic": SYNTHETIC,
     "faces": FACES,   # rows in reports/variants/faces.md were measured before the per-expert metrics

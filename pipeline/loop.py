@@ -179,10 +179,10 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
         it = state.iteration + 1
         start = time.perf_counter()
         scale = lr_scale(it, cfg.iterations, cfg.lr_final_fraction)
-        for opt, base, settled in ((state.opt_e, cfg.lr_experts, cfg.lr_specialized_experts),
-                                   (state.opt_d, cfg.lr_discriminator, cfg.lr_specialized_discriminator)):
+        for opt, base, factor in ((state.opt_e, cfg.lr_experts, cfg.lr_specialized_experts),
+                                  (state.opt_d, cfg.lr_discriminator, cfg.lr_specialized_discriminator)):
             for group in opt.param_groups:
-                group["lr"] = base * scale * (settled if state.settled else 1.0)
+                group["lr"] = base * scale * (factor if state.settled else 1.0)
         ic = torch.randint(len(x_canon), (cfg.batch_size,), generator=state.generator)[mine].to(dev)
         itr_all = torch.randint(len(x_trans), (cfg.batch_size,), generator=state.generator)
         itr = itr_all[mine].to(dev)
@@ -205,7 +205,8 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
             if s.wins[i]:
                 c[f"loss/expert_{i}"].append((it, s.loss[i]))
                 c[f"score/expert_{i}"].append((it, s.score[i]))
-        if lead and (it % cfg.check_every == 0 or it == cfg.iterations):
+        checking = it % cfg.check_every == 0 or it == cfg.iterations
+        if lead and checking:
             m, ok, out = check(state, x_check, mech_check, n_mech, cfg.purity_threshold, 256)
             pur = metrics.purity(m)
             for name, value in (monitor(out) if monitor else {}).items():
@@ -219,7 +220,7 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
                 log(f"train: iteration {it}/{cfg.iterations} {state.seconds:.0f} s "
                     f"d_loss {s.d_loss:.3f} distinct {metrics.distinct_winners(m)}/{n_mech} "
                     f"purity mean {np.nanmean(pur):.2f} min {np.nanmin(pur):.2f}" + (" specialised" if ok else ""))
-        if min(cfg.lr_specialized_experts, cfg.lr_specialized_discriminator) < 1 and not state.settled and (it % cfg.check_every == 0 or it == cfg.iterations):
+        if checking and not state.settled and min(cfg.lr_specialized_experts, cfg.lr_specialized_discriminator) < 1:
             state.settled = state.par.mean(float(state.specialized_at is not None), dev) > 0   # rank 0 checks
         if lead and on_checkpoint and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
             on_checkpoint(state)   # for an interrupted run only: a finished run is never resumed
