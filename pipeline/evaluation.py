@@ -144,11 +144,16 @@ def experts_section(run: dict, x: torch.Tensor, hit: torch.Tensor, hit_name: str
 
 
 def mnist(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int, p_clean: np.ndarray,
-          y_clean: np.ndarray, p_trans: np.ndarray, p_out: np.ndarray, y_trans: np.ndarray, train: dict) -> dict:
+          y_clean: np.ndarray, p_trans: np.ndarray, p_out: np.ndarray, y_trans: np.ndarray, train: dict,
+          p_same: np.ndarray) -> dict:
+    """`p_clean`: the evaluator on the canonical test digits; `p_same`: on the transformed test digits
+    before their mechanism (the same digits as `p_trans` and `p_out`, so acc_experts - acc_clean_same_digits
+    is the experts' loss alone, free of the sampling difference between two sets of test digits)."""
     spec, m = specialization(mech, owner, len(names), n_experts)
     pur = metrics.purity(m)
     return {
         "classifier": {"acc_clean": metrics.accuracy(p_clean, y_clean),
+                       "acc_clean_same_digits": metrics.accuracy(p_same, y_trans),
                        "acc_transformed": metrics.accuracy(p_trans, y_trans),
                        "acc_experts": metrics.accuracy(p_out, y_trans)},
         "specialization": spec,
@@ -158,6 +163,7 @@ def mnist(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
         "per_mechanism": {
             name: {"dominant_expert": int(m[j].argmax()), "purity": float(pur[j]),
                    "acc_transformed": metrics.accuracy(p_trans[mech == j], y_trans[mech == j]),
+                   "acc_clean_same_digits": metrics.accuracy(p_same[mech == j], y_trans[mech == j]),
                    "acc_experts": metrics.accuracy(p_out[mech == j], y_trans[mech == j])}
             for j, name in enumerate(names)},
     }
@@ -346,12 +352,13 @@ def mnist_on_test(bank, disc, clf: torch.nn.Module, t: dict, train: dict, batch_
     the per-expert section. Returns (metrics, winner per sample)."""
     x = images_to(t["test_transformed"], device)
     run = run_experts(bank, disc, clf, x, batch_size)
-    p_clean, p_trans = (predict(clf, a, batch_size).cpu().numpy()
-                        for a in (images_to(t["test_canonical"], device), x))
+    p_clean, p_trans, p_same = (predict(clf, a, batch_size).cpu().numpy()
+                                for a in (images_to(t["test_canonical"], device), x,
+                                          images_to(t["test_transformed_clean"], device)))
     y = t["test_transformed_digit"]
     owner = run["owner"].numpy()
     p_out = run["pred"][torch.arange(len(owner)), run["owner"]].numpy()
     result = mnist(t["mechanisms"], t["test_transformed_mech"].numpy(), owner, bank.n, p_clean,
-                   t["test_canonical_digit"].numpy(), p_trans, p_out, y.numpy(), train)
+                   t["test_canonical_digit"].numpy(), p_trans, p_out, y.numpy(), train, p_same)
     result.update(experts_section(run, x.cpu().contiguous(), run["pred"] == y[:, None], "acc", KEPT["mnist"]))
     return result, owner

@@ -261,7 +261,8 @@ def mnist_headline(m: dict) -> list[str]:
             return "never specialised"
         return (f"specialised at iteration {num(m, 'train.iterations_to_specialize', 'd')}, "
                 f"{num(m, 'train.seconds_to_specialize', '.0f')} s incl. pretraining")
-    acc = lambda: (f"acc clean {num(m, 'classifier.acc_clean', '.3f')}, transformed "  # noqa: E731
+    acc = lambda: (f"acc clean {num(m, 'classifier.acc_clean', '.3f')} (the transformed digits before their "  # noqa: E731
+                   f"mechanism: {num(m, 'classifier.acc_clean_same_digits', '.3f')}), transformed "
                    f"{num(m, 'classifier.acc_transformed', '.3f')}, experts {num(m, 'classifier.acc_experts', '.3f')}")
     stable = lambda: f"purity min after specialising {num(m, 'train.purity_min_after_specialized')}"  # noqa: E731
     return [spec_phrase(m), phrase(when, "specialisation time"), phrase(acc, "accuracies"), dead_phrase(m),

@@ -23,7 +23,7 @@ from pipeline.runtime import images_to
 HEADLINES = (   # dotted keys into a run's metrics (pipeline/evaluation.py's mnist contract)
     "specialization.distinct_winners", "specialization.purity_mean", "specialization.purity_min",
     "train.iterations_to_specialize", "train.seconds_to_specialize", "train.purity_min_after_specialized",
-    "classifier.acc_clean", "classifier.acc_experts", "dead_experts",
+    "classifier.acc_clean", "classifier.acc_clean_same_digits", "classifier.acc_experts", "dead_experts",
 )
 
 

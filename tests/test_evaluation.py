@@ -287,3 +287,19 @@ def test_colour_reference_needs_rgb_and_enough_real_faces(mirror_faces):
     assert evaluation.colour_reference(t, synthetic=True) is None               # 20 canonical: too few
     grey = {"test_transformed": mirror_faces[:60, :1], "test_canonical": mirror_faces[60:, :1]}
     assert evaluation.colour_reference(grey, synthetic=True) is None
+
+
+def test_mnist_reads_clean_accuracy_on_the_same_digits_as_the_experts():
+    # canonical test digits all right, the transformed digits' clean originals half right: the paired
+    # reference must come from the latter, overall and per mechanism
+    mech, y = np.array([0, 0, 1, 1]), np.array([3, 4, 5, 6])
+    p_same = np.array([3, 0, 5, 0])           # the originals of the transformed digits: 2 of 4 right
+    p_out = np.array([3, 4, 5, 0])            # the winners' outputs: 3 of 4 right
+    train = {"iterations": 1, "seconds": 1.0, "iters_per_second": 1.0, "iterations_to_specialize": None,
+             "seconds_to_specialize": None}
+    r = evaluation.mnist(["up", "down"], mech, np.array([0, 0, 1, 1]), 2, np.array([1, 2]), np.array([1, 2]),
+                         np.zeros(4, int), p_out, y, train, p_same)
+    c = r["classifier"]
+    assert (c["acc_clean"], c["acc_clean_same_digits"], c["acc_experts"]) == (1.0, 0.5, 0.75)
+    assert r["per_mechanism"]["up"]["acc_clean_same_digits"] == 0.5
+    assert r["per_mechanism"]["down"]["acc_experts"] == 0.5

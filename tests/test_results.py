@@ -11,7 +11,7 @@ from pipeline import results
 from tests.conftest import ROOT
 
 MNIST = {
-    "classifier": {"acc_clean": 0.95, "acc_transformed": 0.3, "acc_experts": 0.94},
+    "classifier": {"acc_clean": 0.95, "acc_clean_same_digits": 0.96, "acc_transformed": 0.3, "acc_experts": 0.94},
     "specialization": {"n_mechanisms": 2, "n_experts": 2, "distinct_winners": 2, "purity_mean": 1.0, "purity_min": 1.0},
     "train": {"iterations": 10, "seconds": 5.0, "iters_per_second": 2.0, "iterations_to_specialize": 5,
               "seconds_to_specialize": 3.0, "purity_min_after_specialized": 0.95},
