@@ -101,6 +101,9 @@ SYNTHETIC = {name: {**SYNTHETIC_BASE, **overrides} for name, overrides in {
     # mechanism, most batches) to other experts, which then learn that mechanism too (MNIST's lesson)
     "residual, SN, R1 gamma 5, identity x1, capacity 2.0": {**BEST_PROBE, "train.capacity_factor": 2.0},
     "residual, SN, R1 gamma 5, identity x1, capacity 3.0": {**BEST_PROBE, "train.capacity_factor": 3.0},
+    # hog splitting still reseeds a colour expert from another expert 25 iterations before the end
+    # (seen in the logs): does that churn keep the casts and brightness owners from forming?
+    "residual, SN, R1 gamma 5, identity x1, hog splitting off": {**BEST_PROBE, "train.reseed_every": 0},
     "U-Net experts": UNET,
     "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
     "first mechanism set (6, with hflip, occlusion, blur)": FIRST_SET,
@@ -148,6 +151,10 @@ VARIANTS = {  # dataset -> variant name -> overrides
         # the probe above traced single dips to D's step: slow D alone, the experts keep restoring
         "capacity 3.0 + D lr x0.1 once specialised": {"train.capacity_factor": 3.0,
                                                       "train.lr_specialized_discriminator": 0.1},
+        # instance noise kept the bench's restoration within 2 points before D x0.1 was the default:
+        # do the two together keep both the restoration and the owners?
+        "capacity 3.0 + D lr x0.1 once specialised + instance noise 0.3": {
+            "train.capacity_factor": 3.0, "train.lr_specialized_discriminator": 0.1, "train.instance_noise": 0.3},
     },
     "faces_synthetic": SYNTHETIC,
     "faces": FACES,   # rows in reports/variants/faces.md were measured before the per-expert metrics
