@@ -104,6 +104,10 @@ SYNTHETIC = {name: {**SYNTHETIC_BASE, **overrides} for name, overrides in {
     # hog splitting still reseeds a colour expert from another expert 25 iterations before the end
     # (seen in the logs): does that churn keep the casts and brightness owners from forming?
     "residual, SN, R1 gamma 5, identity x1, hog splitting off": {**BEST_PROBE, "train.reseed_every": 0},
+    # with SN and R1 gamma 5 D's loss stays at 1.25-1.38 (chance: 1.39) for all 1,200 iterations, too
+    # weak to tell near-identity colour experts apart: a stronger D under the same experts and loss
+    "residual, identity x1, no SN, no R1": {**RES, "train.identity_weight": 1.0},
+    "residual, SN, R1 gamma 1, identity x1": {**BEST_PROBE, "train.r1_gamma": 1.0},
     "U-Net experts": UNET,
     "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
     "first mechanism set (6, with hflip, occlusion, blur)": FIRST_SET,
