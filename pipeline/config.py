@@ -213,6 +213,7 @@ class Train:
     reseed_perturb: float
     precision: Literal["auto", "fp32", "bf16"]
     identity_weight: float
+    identity_blind_offsets: bool  # the identity term ignores each channel's mean change (global casts, brightness)
     spectral_norm: bool          # spectral normalisation on every D layer
     r1_gamma: float              # R1 penalty gamma/2 * E|grad_x D(x_real)|^2 (0 = off)
     ema: float                   # EMA decay of the expert weights used for evaluation (0 = off)
@@ -221,6 +222,7 @@ class Train:
     instance_noise: float        # std of Gaussian noise on D's inputs while training, decayed linearly to 0
     lr_specialized_experts: float        # the experts' lr x this from the first specialised check on (1 = off)
     lr_specialized_discriminator: float  # D's lr x this from the first specialised check on (1 = off)
+    raw_fake_weight: float               # D also learns the raw transformed inputs as fakes, this weight (0 = off)
 
     def validate(self, key: str, check: Check) -> None:
         check(self.identity_weight >= 0, f"{key}.identity_weight", f"must be >= 0, got {self.identity_weight}")
@@ -228,6 +230,7 @@ class Train:
         check(0.0 <= self.ema < 1.0, f"{key}.ema", f"must be in [0, 1), got {self.ema}")
         check(self.hysteresis >= 0, f"{key}.hysteresis", f"must be >= 0, got {self.hysteresis}")
         check(self.vae_weight >= 0, f"{key}.vae_weight", f"must be >= 0, got {self.vae_weight}")
+        check(self.raw_fake_weight >= 0, f"{key}.raw_fake_weight", f"must be >= 0, got {self.raw_fake_weight}")
         check(self.instance_noise >= 0, f"{key}.instance_noise", f"must be >= 0, got {self.instance_noise}")
         for name in ("lr_specialized_experts", "lr_specialized_discriminator"):
             check(0.0 <= getattr(self, name) <= 1.0, f"{key}.{name}",

@@ -100,14 +100,25 @@ class StepStats:
     owner: torch.Tensor      # global batch: each sample's winner (on the CPU)
 
 
+def identity_term(out: torch.Tensor, x: torch.Tensor, blind_offsets: bool) -> torch.Tensor:
+    """Per sample: mean |out - x|; `blind_offsets`: of the change minus its per-channel image mean, so
+    a global colour or brightness change (the same offset on every pixel of a channel) costs nothing."""
+    change = out - x
+    if blind_offsets:
+        change = change - change.mean(dim=(2, 3), keepdim=True)
+    return change.abs().flatten(1).mean(1)
+
+
 def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer,
              opt_d: torch.optim.Optimizer, x_canon: torch.Tensor, x_trans: torch.Tensor,
              assignment: str, cap: int, identity_weight: float, autocast: torch.dtype | None,
              par: Parallel, r1_gamma: float = 0.0, previous: torch.Tensor | None = None,
              hysteresis: float = 0.0, vae_weight: float = 0.0, noise_std: float = 0.0,
-             generator: torch.Generator | None = None) -> StepStats:
+             generator: torch.Generator | None = None, raw_fake_weight: float = 0.0,
+             identity_blind_offsets: bool = False) -> StepStats:
     """`identity_weight`: adds identity_weight * mean |E(x) - x| to each winner's loss (0 = the paper's
-    loss). `autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off.
+    loss); `identity_blind_offsets`: the term is taken on the correction E(x) - x minus its per-image,
+    per-channel mean, so a global colour or brightness change costs nothing. `autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off.
     The winners are still picked from fp32 outputs and logits: bf16 rounding ties near-identical
     experts (fresh perturbed copies), and argmax would then always favour the lowest index. So the
     graph-free expert pass and D's scores are fp32; D's training pass and the winners' pass use autocast.
@@ -117,6 +128,9 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     see their images plus Gaussian noise of this std, so D judges shape over pixel-level residue; the
     winners are still picked from D's scores on the clean outputs, as at evaluation. The noise is
     drawn from `generator` (CPU), so a resumed run draws the same noise.
+    `raw_fake_weight` > 0: D also learns the untransformed-back inputs x_trans as fakes, with this weight
+    on their BCE term: D then keeps every mechanism's signature in view (a near-identity expert's output
+    looks like its input), not only the artefacts of the experts' current outputs.
     VAE experts (bank.vae): the winners decode a reparameterised draw, and each winner's loss adds
     vae_weight * (reconstruction of its input + bank.beta * KL) / pixels to -log D (see models/vae.py).
     `par`: the data-parallel group; x_canon and x_trans are this rank's slices of the global batch,
@@ -132,9 +146,11 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
             return v
         return v + noise_std * torch.randn(v.shape, generator=generator).to(v.device, v.dtype)
 
+    raw = [x_trans] if raw_fake_weight > 0 else []
     with amp():
-        logits = par.disc(noisy(torch.cat([real_in, outs.flatten(0, 1)]))).float()
-    real, fake = logits[: x_canon.shape[0]], logits[x_canon.shape[0]:]
+        logits = par.disc(noisy(torch.cat([real_in, outs.flatten(0, 1), *raw]))).float()
+    nr, nf = x_canon.shape[0], outs.shape[0] * n
+    real, fake, raw_logits = logits[:nr], logits[nr: nr + nf], logits[nr + nf:]
     if autocast is None and noise_std == 0:
         fake_scores = fake.detach()
     else:                                  # fp32 scores on the clean outputs from D before its update
@@ -142,6 +158,8 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
             fake_scores = disc(outs.flatten(0, 1).float()).float()
     d_loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
               + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    if raw:
+        d_loss = d_loss + raw_fake_weight * F.binary_cross_entropy_with_logits(raw_logits, torch.zeros_like(raw_logits))
     if r1_gamma > 0:
         d_loss = d_loss + r1_gamma / 2 * r1_penalty(real, real_in)
     opt_d.zero_grad(set_to_none=True)
@@ -163,7 +181,7 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     params = [p for p in bank.parameters() if p.requires_grad]
     total = per_sample.sum()
     if identity_weight:
-        total = total + identity_weight * (y.float() - x_trans).abs().flatten(1).mean(1).sum()
+        total = total + identity_weight * identity_term(y.float(), x_trans, identity_blind_offsets).sum()
     if kl is not None and vae_weight:
         total = total + vae_weight * vae_loss(y, x_trans, kl, bank.beta).sum()
     torch.autograd.backward(total / b, inputs=params)

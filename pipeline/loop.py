@@ -190,7 +190,8 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
         s = icm.icm_step(state.bank, state.disc, state.opt_e, state.opt_d, x_canon[ic], x_trans[itr],
                          cfg.assignment, cap, cfg.identity_weight, amp, state.par, cfg.r1_gamma,
                          previous, cfg.hysteresis, cfg.vae_weight,
-                         cfg.instance_noise * linear_decay(it, cfg.iterations), state.generator)
+                         cfg.instance_noise * linear_decay(it, cfg.iterations), state.generator,
+                         cfg.raw_fake_weight, cfg.identity_blind_offsets)
         if cfg.hysteresis > 0:
             state.last_owner[itr_all] = s.owner
         if state.ema is not None:

@@ -133,6 +133,20 @@ def test_variants_refuse_a_faces_mechanism_set_the_prepared_data_lacks(variants,
         variants.tensors_for("faces_synthetic", other, 0)
 
 
+def test_variants_read_demographic_groups_as_the_mechanisms(variants, tmp_path, monkeypatch):
+    """Demographic data records its transformed groups as its mechanisms (and data.mechanisms is []):
+    the check once refused every faces variant for that."""
+    monkeypatch.chdir(tmp_path)
+    prepared = tmp_path / "data" / "faces" / "prepared"
+    prepared.mkdir(parents=True)
+    torch.save({"mechanisms": ["white", "black"]}, prepared / "tensors.pt")
+    ds = lambda groups: types.SimpleNamespace(data=types.SimpleNamespace(  # noqa: E731
+        mode="demographic", mechanisms=[], transformed=groups))
+    assert variants.tensors_for("faces", ds(["white", "black"]), 0)["mechanisms"] == ["white", "black"]
+    with pytest.raises(SystemExit, match=r"asks for \['indian'\]"):
+        variants.tensors_for("faces", ds(["indian"]), 0)
+
+
 def test_variants_refuse_any_faces_data_override(variants):
     """Strength, image size or groups changed in a faces variant would also run on the prepared
     tensors (which record only the mechanism names), so every data.* change is refused."""

@@ -308,3 +308,30 @@ def test_instance_noise_reaches_d_but_not_the_choice_of_winners():
     clean, again, noisy = runs
     assert clean.d_loss == again.d_loss and noisy.d_loss != clean.d_loss
     assert torch.equal(noisy.owner, clean.owner) and len(set(clean.owner.tolist())) > 1
+
+
+def test_raw_fake_weight_adds_the_raw_inputs_bce_to_d_loss_and_leaves_the_winners_alone():
+    import torch.nn.functional as F
+
+    xc, xt = torch.rand(8, 1, 12, 12), torch.rand(8, 1, 12, 12)
+    runs = []
+    for w in (0.0, 2.0):
+        bank, disc = make(3)
+        with torch.no_grad():
+            raw_bce = F.binary_cross_entropy_with_logits(disc(xt), torch.zeros(8)).item()
+        opt_e, opt_d = torch.optim.SGD(bank.parameters(), lr=0.0), torch.optim.SGD(disc.parameters(), lr=0.0)
+        runs.append((icm.icm_step(bank, disc, opt_e, opt_d, xc, xt, "argmax", 8, 0.0, None,
+                                  Parallel.single(bank, disc), raw_fake_weight=w), raw_bce))
+    (off, bce), (on, _) = runs
+    assert on.d_loss == pytest.approx(off.d_loss + 2.0 * bce, rel=1e-5)
+    assert on.owner.tolist() == off.owner.tolist()   # the winners are picked from the experts' outputs only
+
+
+def test_identity_term_blind_to_offsets_charges_structure_but_not_a_global_cast():
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    cast = x + torch.tensor([0.2, 0.0, -0.2]).view(1, 3, 1, 1)
+    assert icm.identity_term(cast, x, False) == pytest.approx(torch.full((4,), 0.4 / 3))
+    assert icm.identity_term(cast, x, True) == pytest.approx(torch.zeros(4), abs=1e-6)
+    moved = torch.roll(x, 2, dims=2)                                  # a shift: structure, not an offset
+    assert (icm.identity_term(moved, x, True) > 0.1).all()
+    assert icm.identity_term(moved, x, True) == pytest.approx(icm.identity_term(moved, x, False), rel=0.2)
