@@ -118,7 +118,8 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
              identity_blind_offsets: bool = False) -> StepStats:
     """`identity_weight`: adds identity_weight * mean |E(x) - x| to each winner's loss (0 = the paper's
     loss); `identity_blind_offsets`: the term is taken on the correction E(x) - x minus its per-image,
-    per-channel mean, so a global colour or brightness change costs nothing. `autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off.
+    per-channel mean, so a global colour or brightness change costs nothing (identity_term).
+    `autocast`: run the forward passes under autocast to this dtype (e.g. bf16 on CUDA); None = off.
     The winners are still picked from fp32 outputs and logits: bf16 rounding ties near-identical
     experts (fresh perturbed copies), and argmax would then always favour the lowest index. So the
     graph-free expert pass and D's scores are fp32; D's training pass and the winners' pass use autocast.
@@ -128,8 +129,8 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     see their images plus Gaussian noise of this std, so D judges shape over pixel-level residue; the
     winners are still picked from D's scores on the clean outputs, as at evaluation. The noise is
     drawn from `generator` (CPU), so a resumed run draws the same noise.
-    `raw_fake_weight` > 0: D also learns the untransformed-back inputs x_trans as fakes, with this weight
-    on their BCE term: D then keeps every mechanism's signature in view (a near-identity expert's output
+    `raw_fake_weight` > 0: D also learns the raw transformed inputs x_trans as fakes, with this weight on
+    their BCE term, so it keeps every mechanism's signature in view (a near-identity expert's output
     looks like its input), not only the artefacts of the experts' current outputs.
     VAE experts (bank.vae): the winners decode a reparameterised draw, and each winner's loss adds
     vae_weight * (reconstruction of its input + bank.beta * KL) / pixels to -log D (see models/vae.py).
@@ -159,7 +160,8 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     d_loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
               + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
     if raw:
-        d_loss = d_loss + raw_fake_weight * F.binary_cross_entropy_with_logits(raw_logits, torch.zeros_like(raw_logits))
+        d_loss = d_loss + raw_fake_weight * F.binary_cross_entropy_with_logits(raw_logits,
+                                                                               torch.zeros_like(raw_logits))
     if r1_gamma > 0:
         d_loss = d_loss + r1_gamma / 2 * r1_penalty(real, real_in)
     opt_d.zero_grad(set_to_none=True)
