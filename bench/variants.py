@@ -29,7 +29,7 @@ import torch
 import yaml
 
 from pipeline import config, evaluation, icm, loop, metrics, seeds
-from pipeline.data import mnist
+from pipeline.data import facesets, mnist
 from pipeline.distributed import Launch
 from pipeline.io import load_torch, save_json, save_text
 from pipeline.models import classifier
@@ -223,9 +223,7 @@ def tensors_for(dataset: str, ds, seed: int) -> dict:
         if not path.exists():
             raise SystemExit(f"{path} is missing: run `dvc repro classifier@{dataset}` first")
         t = load_torch(path)
-        # data overrides need their own prepare; demographic mode's "mechanisms" are the transformed groups
-        wanted = list(ds.data.transformed if getattr(ds.data, "mode", "synthetic") == "demographic"
-                      else ds.data.mechanisms)
+        wanted = facesets.mechanism_names(ds.data)   # data overrides need their own prepare
         if list(t["mechanisms"]) != wanted:
             raise SystemExit(f"{path} holds mechanisms {list(t['mechanisms'])}, the variant asks for "
                              f"{wanted}: set them in params.yaml and run `dvc repro classifier@{dataset}` first")

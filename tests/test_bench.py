@@ -126,9 +126,9 @@ def test_variants_refuse_a_faces_mechanism_set_the_prepared_data_lacks(variants,
     prepared = tmp_path / "data" / "faces_synthetic" / "prepared"
     prepared.mkdir(parents=True)
     torch.save({"mechanisms": ["shift_up", "shift_down"]}, prepared / "tensors.pt")
-    same = types.SimpleNamespace(data=types.SimpleNamespace(mechanisms=["shift_up", "shift_down"]))
+    same = types.SimpleNamespace(data=types.SimpleNamespace(mode="synthetic", mechanisms=["shift_up", "shift_down"]))
     assert variants.tensors_for("faces_synthetic", same, 0)["mechanisms"] == ["shift_up", "shift_down"]
-    other = types.SimpleNamespace(data=types.SimpleNamespace(mechanisms=["hflip", "blur"]))
+    other = types.SimpleNamespace(data=types.SimpleNamespace(mode="synthetic", mechanisms=["hflip", "blur"]))
     with pytest.raises(SystemExit, match=r"asks for \['hflip', 'blur'\].*dvc repro classifier@faces_synthetic"):
         variants.tensors_for("faces_synthetic", other, 0)
 

@@ -26,6 +26,12 @@ from pipeline.data.splits import SPLITS, balanced_assignment, stratified_split
 from pipeline.errors import PipelineError
 
 
+def mechanism_names(d: FacesData) -> list[str]:
+    """What a faces dataset's tensors call its mechanisms: the transformed groups (demographic mode)
+    or the synthetic mechanisms."""
+    return list(d.transformed) if d.mode == "demographic" else list(d.mechanisms)
+
+
 def _readable(path: Path) -> bool:
     """Decode at 1/8 scale: catches truncated and corrupt JPEGs at a fraction of the full cost."""
     try:
@@ -84,7 +90,7 @@ def prepare(raw: Path, d: FacesData, seed: int) -> tuple[dict, pd.DataFrame]:
     x = x.float().div_(255.0)
     parts = stratified_split(picked["race"].to_numpy(), {"test": d.test_fraction, "val": d.val_fraction,
                                                          "train": 0.0}, seed)
-    names = list(d.transformed) if d.mode == "demographic" else list(d.mechanisms)
+    names = mechanism_names(d)
     gender = (pd.to_numeric(picked["gender"], errors="coerce").fillna(-1).astype(np.int64).to_numpy()
               if "gender" in picked else np.full(len(picked), -1, dtype=np.int64))
     tensors, rows = {"mechanisms": names}, []
