@@ -165,17 +165,17 @@ class Classifier:
 class Experts:
     num_experts: int
     channels: int
-    arch: Literal["paper", "unet", "vae"]
+    arch: Literal["paper", "unet", "vae", "vae_local"]
     batched: Literal["auto", "true", "false"]
     residual: bool               # E(x) = clamp(x + g(x)), g's last layer zero: exactly the identity at start
-    latent_dim: int              # arch vae: Gaussian latent dimensions
+    latent_dim: int              # arch vae: Gaussian latent dimensions; vae_local: latent channels per pixel
     beta: float                  # arch vae: KL weight (1: VAE, > 1: beta-VAE), pretraining and winners' loss
 
     def validate(self, key: str, check: Check) -> None:
         _positive(self, key, ("num_experts", "channels", "latent_dim"), check)
         check(self.beta >= 0, f"{key}.beta", f"must be >= 0, got {self.beta}")
-        check(not (self.residual and self.arch == "vae"), f"{key}.residual",
-              "residual experts exist for arch paper and unet only; set residual: false for arch vae")
+        check(not (self.residual and self.arch.startswith("vae")), f"{key}.residual",
+              f"residual experts exist for arch paper and unet only; set residual: false for arch {self.arch}")
         check(self.arch == "paper" or self.batched != "true", f"{key}.batched",
                "the batched form exists for arch 'paper' only; use auto or false")
 

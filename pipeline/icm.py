@@ -22,7 +22,7 @@ from pipeline.config import Experts, Pretrain
 from pipeline.distributed import Parallel
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.experts import ExpertBank, make_expert
-from pipeline.models.vae import VAE, vae_loss
+from pipeline.models.vae import Gaussian, vae_loss
 
 
 def assign_argmax(scores: torch.Tensor) -> torch.Tensor:
@@ -219,7 +219,7 @@ def winners(bank: ExpertBank, disc: Discriminator, x: torch.Tensor, batch_size: 
 
 def identity_loss(e: torch.nn.Module, x: torch.Tensor, beta: float) -> torch.Tensor:
     """MSE of reproducing `x`; a VAE: its reparameterised reconstruction + beta * KL (models/vae.py)."""
-    if isinstance(e, VAE):
+    if isinstance(e, Gaussian):
         out, kl = e.sample(x)
         return vae_loss(out, x, kl, beta).mean()
     return F.mse_loss(e(x), x)

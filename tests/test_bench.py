@@ -89,6 +89,18 @@ def test_bench_variants_writes_a_sourced_row_and_its_table(tmp_path):
     assert 'Base params changed for these rows (--set): {"classifier.epochs": 1, "pretrain.max_iterations": 10' in table
 
 
+def test_local_vae_experts_run_through_the_training_loop_and_every_expert_is_measured(tmp_path):
+    """arch vae_local end to end (pretraining, the competitive loop, the evaluate stage's contract)."""
+    out, name = tmp_path / "v", "local VAE experts (8 latents a pixel, beta 1)"
+    tiny = ["pretrain.max_iterations=5", "train.check_every=3", "train.check_size=32", "classifier.epochs=1",
+            "experts.channels=4"]
+    run("bench/variants.py", "--dataset", "mnist", "--only", name, "--seeds", "0", "--cap", "4", "--no-stop",
+        "--threads", "1", "--out", str(out), "--set", *tiny)
+    r = json.loads(out.with_suffix(".json").read_text())[name][0]
+    assert r["params"]["experts"]["arch"] == "vae_local" and r["params"]["experts"]["latent_dim"] == 8
+    assert r["iterations"] == 4 and r["dead_experts"] + r["alive_experts"] == 10
+    assert r["spread_ratio_min"] >= 0 and 0 <= r["acc"][2] <= 1
+
 def test_variant_overrides_win_over_set_and_unknown_keys_stop(variants, params):
     ds = variants.configure(params, "mnist", {"train.batch_size": 30}, 3,
                             {"train.batch_size": 16, "pretrain.max_iterations": 5})

@@ -96,6 +96,14 @@ def test_yaml_true_is_range_checked_like_the_string(params):
         config.from_dict(bad)
 
 
+@pytest.mark.parametrize("arch", ["vae", "vae_local"])
+def test_vae_experts_are_accepted_but_not_residual(params, arch):
+    assert config.from_dict(with_overrides(params, {"mnist.experts.arch": arch})).mnist.experts.arch == arch
+    bad = with_overrides(params, {"mnist.experts.arch": arch, "mnist.experts.residual": True})
+    with pytest.raises(PipelineError, match=f"set residual: false for arch {arch}"):
+        config.from_dict(bad)
+
+
 # ---- every problem at once --------------------------------------------------------------------
 
 THREE_MISTAKES = {"faces.data.test_fraction": 0.7,            # range check (validate)

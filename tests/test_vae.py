@@ -9,7 +9,7 @@ from pipeline import icm
 from pipeline.distributed import Parallel
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.experts import ExpertBank
-from pipeline.models.vae import VAE, kl_divergence, levels, reparameterise, vae_loss
+from pipeline.models.vae import VAE, LocalVAE, kl_divergence, levels, reparameterise, vae_loss
 
 
 def test_reparameterisation_has_the_posterior_mean_and_variance():
@@ -46,6 +46,27 @@ def test_shapes_range_and_a_deterministic_forward(size, channels):
         assert drawn.shape == x.shape and kl.shape == (5,) and bool((kl >= 0).all())
     with pytest.raises(ValueError, match="above 8 px"):
         VAE(1, 8, 7, 4)
+
+
+def test_the_local_vae_has_a_latent_at_every_pixel_and_sees_a_13_px_patch():
+    torch.manual_seed(0)
+    vae, x = LocalVAE(1, 8, 3), torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        mu, logvar = vae.encode(x)
+        assert mu.shape == logvar.shape == (4, 3, 28, 28)
+        y = vae(x)
+        assert torch.equal(y, vae.decode(mu)) and 0 < float(y.min()) and float(y.max()) < 1
+        drawn, kl = vae.sample(x)          # the KL sums over latent channels and pixels
+        assert drawn.shape == x.shape and torch.allclose(kl, kl_divergence(mu, logvar))
+        assert kl_divergence(torch.zeros(2, 3, 5, 5), torch.zeros(2, 3, 5, 5)).tolist() == [0.0, 0.0]
+        x2 = x.clone()
+        x2[:, :, 0, 0] = 1 - x2[:, :, 0, 0]    # a corner pixel reaches outputs within 6 px only
+        moved = (vae(x2) - y).abs().amax((0, 1)) > 0
+        assert moved[:7, :7].any() and not moved[7:, :].any() and not moved[:, 7:].any()
+    bank = ExpertBank(2, 1, 8, False, "vae_local", latent_dim=3)
+    assert bank.vae and isinstance(bank.experts[1], LocalVAE)
+    with pytest.raises(ValueError, match="not vae_local"):
+        ExpertBank(2, 1, 8, False, "vae_local", residual=True, latent_dim=3)
 
 
 def vae_bank(n=3, seed=0):

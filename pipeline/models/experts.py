@@ -24,7 +24,7 @@ from torch import nn
 
 from pipeline.models.layers import elu, finish, zero_init
 from pipeline.models.unet import UNetExpert
-from pipeline.models.vae import VAE
+from pipeline.models.vae import VAE, LocalVAE
 
 
 def folded(convs: list[nn.Conv2d], norms: list[nn.BatchNorm2d]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,11 +64,12 @@ class Expert(nn.Module):
 def make_expert(arch: str, channels: int, width: int, residual: bool = False, size: int = 0,
                 latent_dim: int = 0) -> nn.Module:
     """`paper`: the paper's Expert; `unet`: the faces U-Net (pipeline/models/unet.py); `vae`: a
-    convolutional VAE (pipeline/models/vae.py) for `size`-px images with `latent_dim` latents."""
-    if arch == "vae":
+    convolutional VAE (pipeline/models/vae.py) for `size`-px images with `latent_dim` latents;
+    `vae_local`: the paper's expert with `latent_dim` Gaussian latents at every pixel."""
+    if arch in ("vae", "vae_local"):
         if residual:
-            raise ValueError("residual experts exist for arch paper and unet, not vae")
-        return VAE(channels, width, size, latent_dim)
+            raise ValueError(f"residual experts exist for arch paper and unet, not {arch}")
+        return VAE(channels, width, size, latent_dim) if arch == "vae" else LocalVAE(channels, width, latent_dim)
     return (Expert(channels, width, residual=residual) if arch == "paper"
             else UNetExpert(channels, width, residual=residual))
 
@@ -81,7 +82,7 @@ class ExpertBank(nn.Module):
             raise ValueError(f"the batched form exists for the paper's expert only, not {arch!r}")
         self.experts = nn.ModuleList(make_expert(arch, channels, width, residual, size, latent_dim)
                                      for _ in range(num_experts))
-        self.batched, self.residual, self.vae = batched, residual, arch == "vae"
+        self.batched, self.residual, self.vae = batched, residual, arch in ("vae", "vae_local")
         self.beta = beta   # VAE experts: the KL weight of their reconstruction + beta * KL term
 
     @property

@@ -1,4 +1,4 @@
-"""A convolutional VAE: the `vae` expert architecture, and the β-VAE of the latent study.
+"""Convolutional VAEs: the `vae` and `vae_local` expert architectures, and the β-VAE of the latent study.
 
 Encoder: stride-2 3x3 convs (widths w, 2w, 4w, ...) while the side is above 8 px, then a linear
 map to the Gaussian posterior's mean μ and log-variance logσ² (`latent_dim` each). Decoder: the
@@ -6,6 +6,11 @@ mirror image (linear, then one stride-2 4x4 transposed conv per level, the last 
 channels) and a sigmoid. Transposed convs work at the lower resolution: ~2x faster on a CPU than
 upsampling and a 3x3 conv at the higher one.
 Reparameterisation: z = μ + exp(½·logσ²)·ε, ε ~ N(0, I) (σ multiplies ε; it is not added to it).
+
+`LocalVAE` (arch `vae_local`): the paper's expert with a Gaussian latent at every pixel, no
+downsampling: 2 convs 3x3 to μ and logσ² (`latent_dim` channels each), then 3 convs 3x3 to the
+image and a sigmoid. Each output pixel sees a 13x13 patch, so a decoder cannot swap the digit for
+another canonical-looking one, which the global latent's decoder does (reports/variants/mnist_vae.md).
 
 As an expert, `forward` decodes the posterior mean (deterministic: the competition scores it and
 the evaluation reads it), and `sample` decodes a reparameterised draw and returns its KL, for the
@@ -24,8 +29,8 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) ->
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(μ, σ²) || N(0, I)) per sample, summed over the latent dimensions."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+    """KL(N(μ, σ²) || N(0, I)) per sample, summed over the latent dimensions (and pixels)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).flatten(1).sum(1)
 
 
 def vae_loss(out: torch.Tensor, target: torch.Tensor, kl: torch.Tensor, beta: float) -> torch.Tensor:
@@ -43,7 +48,20 @@ def levels(size: int) -> int:
     return n
 
 
-class VAE(nn.Module):
+class Gaussian(nn.Module):
+    """What both VAEs share: `encode` -> (μ, logσ²) and `decode` -> image, defined by each."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoded posterior mean (deterministic)."""
+        return self.decode(self.encode(x)[0])
+
+    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(decoded reparameterised draw, KL per sample)."""
+        mu, logvar = self.encode(x)
+        return self.decode(reparameterise(mu, logvar, torch.randn_like(mu))), kl_divergence(mu, logvar)
+
+
+class VAE(Gaussian):
     def __init__(self, channels: int, width: int, size: int, latent_dim: int):
         super().__init__()
         n = levels(size)
@@ -72,11 +90,27 @@ class VAE(nn.Module):
             h = elu(conv(h))
         return torch.sigmoid(self.up[-1](h))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The decoded posterior mean (deterministic)."""
-        return self.decode(self.encode(x)[0])
 
-    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(decoded reparameterised draw, KL per sample)."""
-        mu, logvar = self.encode(x)
-        return self.decode(reparameterise(mu, logvar, torch.randn_like(mu))), kl_divergence(mu, logvar)
+
+class LocalVAE(Gaussian):
+    def __init__(self, channels: int, width: int, latent_dim: int):
+        super().__init__()
+        self.enc = nn.ModuleList([nn.Conv2d(channels, width, 3, padding=1), nn.Conv2d(width, width, 3, padding=1)])
+        self.posterior = nn.Conv2d(width, 2 * latent_dim, 3, padding=1)
+        self.dec = nn.ModuleList([nn.Conv2d(latent_dim, width, 3, padding=1), nn.Conv2d(width, width, 3, padding=1)])
+        self.out = nn.Conv2d(width, channels, 3, padding=1)
+        self.latent_dim = latent_dim
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x
+        for conv in self.enc:
+            h = elu(conv(h))
+        mu, logvar = self.posterior(h).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        h = z
+        for conv in self.dec:
+            h = elu(conv(h))
+        return torch.sigmoid(self.out(h))
+
