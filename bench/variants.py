@@ -125,8 +125,15 @@ SYNTHETIC = {name: {**SYNTHETIC_BASE, **overrides} for name, overrides in {
     # with D on raw inputs the casts move; the L1 term still charges |0.2| a pixel for a global inverse
     "residual, SN, R1 gamma 5, identity x1 blind to offsets, D also on raw inputs x1": {
         **BEST_PROBE, "train.raw_fake_weight": 1.0, "train.identity_blind_offsets": True},
+    # the default still changes the structure of cast faces (RMS 0.1 a pixel beside the offset): a dearer
+    # identity, now that it no longer charges for the offset, and a longer game (train stage <= 15 min)
+    "residual, SN, R1 gamma 5, identity x3 blind to offsets, D also on raw inputs x1": {
+        **BEST_PROBE, "train.raw_fake_weight": 1.0, "train.identity_blind_offsets": True, "train.identity_weight": 3.0},
+    "residual, SN, R1 gamma 5, identity x1 blind to offsets, D also on raw inputs x1, 2,000 iterations": {
+        **BEST_PROBE, "train.raw_fake_weight": 1.0, "train.identity_blind_offsets": True, "train.iterations": 2000},
     "U-Net experts": UNET,
     "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
+    "local VAE experts (8 latents a pixel, beta 1)": {"experts.arch": "vae_local", "experts.latent_dim": 8},
     "first mechanism set (6, with hflip, occlusion, blur)": FIRST_SET,
 }.items()}
 VARIANTS = {  # dataset -> variant name -> overrides
@@ -145,6 +152,11 @@ VARIANTS = {  # dataset -> variant name -> overrides
         "default + EMA of expert weights 0.99": {"train.ema": 0.99},
         "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
         "VAE experts, vae_weight 100": {"experts.arch": "vae", "train.vae_weight": 100.0},
+        # a global latent lets the decoder swap the digit; the paper's expert with a Gaussian at every pixel cannot
+        "local VAE experts (8 latents a pixel, beta 1)": {"experts.arch": "vae_local", "experts.latent_dim": 8},
+        # the winners' reconstruction term pulls each output back towards its transformed input
+        "local VAE experts (8 latents a pixel, beta 1), vae_weight 0.1": {
+            "experts.arch": "vae_local", "experts.latent_dim": 8, "train.vae_weight": 0.1},
         "default + assignment hysteresis 1.0": {"train.hysteresis": 1.0},
         "default, hog splitting off": {"train.reseed_every": 0},
         "default + hysteresis 0.5, hog splitting off": {"train.hysteresis": 0.5, "train.reseed_every": 0},
