@@ -90,6 +90,8 @@ FIRST_SET = {"data.mechanisms": ["hflip", "colour_cast", "brightness_contrast", 
 SYNTHETIC_BASE = {"experts.arch": "paper", "experts.residual": False, "train.spectral_norm": False,
                   "train.r1_gamma": 0.0, "train.identity_weight": 10.0, "train.capacity_factor": 1.0}
 BEST_PROBE = {**RES, **SN, "train.r1_gamma": 5.0, "train.identity_weight": 1.0}
+RAW_BLIND = {**BEST_PROBE, "train.raw_fake_weight": 1.0, "train.identity_blind_offsets": True}  # params.yaml's
+LOCAL_VAE = {"experts.arch": "vae_local", "experts.latent_dim": 8}
 SYNTHETIC = {name: {**SYNTHETIC_BASE, **overrides} for name, overrides in {
     "paper expert, L1 identity x10, no stabiliser": {},
     "spectral norm in D": SN,
@@ -123,17 +125,16 @@ SYNTHETIC = {name: {**SYNTHETIC_BASE, **overrides} for name, overrides in {
     "residual, identity x1, no SN, no R1, D also on raw inputs x1": {**RES, "train.identity_weight": 1.0,
                                                                       "train.raw_fake_weight": 1.0},
     # with D on raw inputs the casts move; the L1 term still charges |0.2| a pixel for a global inverse
-    "residual, SN, R1 gamma 5, identity x1 blind to offsets, D also on raw inputs x1": {
-        **BEST_PROBE, "train.raw_fake_weight": 1.0, "train.identity_blind_offsets": True},
+    "residual, SN, R1 gamma 5, identity x1 blind to offsets, D also on raw inputs x1": RAW_BLIND,
     # the default still changes the structure of cast faces (RMS 0.1 a pixel beside the offset): a dearer
     # identity, now that it no longer charges for the offset, and a longer game (train stage <= 15 min)
     "residual, SN, R1 gamma 5, identity x3 blind to offsets, D also on raw inputs x1": {
-        **BEST_PROBE, "train.raw_fake_weight": 1.0, "train.identity_blind_offsets": True, "train.identity_weight": 3.0},
+        **RAW_BLIND, "train.identity_weight": 3.0},
     "residual, SN, R1 gamma 5, identity x1 blind to offsets, D also on raw inputs x1, 2,000 iterations": {
-        **BEST_PROBE, "train.raw_fake_weight": 1.0, "train.identity_blind_offsets": True, "train.iterations": 2000},
+        **RAW_BLIND, "train.iterations": 2000},
     "U-Net experts": UNET,
     "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
-    "local VAE experts (8 latents a pixel, beta 1)": {"experts.arch": "vae_local", "experts.latent_dim": 8},
+    "local VAE experts (8 latents a pixel, beta 1)": LOCAL_VAE,
     "first mechanism set (6, with hflip, occlusion, blur)": FIRST_SET,
 }.items()}
 VARIANTS = {  # dataset -> variant name -> overrides
@@ -153,10 +154,9 @@ VARIANTS = {  # dataset -> variant name -> overrides
         "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
         "VAE experts, vae_weight 100": {"experts.arch": "vae", "train.vae_weight": 100.0},
         # a global latent lets the decoder swap the digit; the paper's expert with a Gaussian at every pixel cannot
-        "local VAE experts (8 latents a pixel, beta 1)": {"experts.arch": "vae_local", "experts.latent_dim": 8},
+        "local VAE experts (8 latents a pixel, beta 1)": LOCAL_VAE,
         # the winners' reconstruction term pulls each output back towards its transformed input
-        "local VAE experts (8 latents a pixel, beta 1), vae_weight 0.1": {
-            "experts.arch": "vae_local", "experts.latent_dim": 8, "train.vae_weight": 0.1},
+        "local VAE experts (8 latents a pixel, beta 1), vae_weight 0.1": {**LOCAL_VAE, "train.vae_weight": 0.1},
         # the local VAE experts restore within a point (mnist_vae.md); their winners' loss has a reconstruction
         # term: does a small L1 identity term do the same for the paper's expert? (capacity 3.0 and D x0.1
         # are params.yaml's, so the variant sets only the identity weight)
