@@ -174,7 +174,7 @@ class Experts:
     def validate(self, key: str, check: Check) -> None:
         _positive(self, key, ("num_experts", "channels", "latent_dim"), check)
         check(self.beta >= 0, f"{key}.beta", f"must be >= 0, got {self.beta}")
-        check(not (self.residual and self.arch.startswith("vae")), f"{key}.residual",
+        check(not self.residual or self.arch in ("paper", "unet"), f"{key}.residual",
               f"residual experts exist for arch paper and unet only; set residual: false for arch {self.arch}")
         check(self.arch == "paper" or self.batched != "true", f"{key}.batched",
                "the batched form exists for arch 'paper' only; use auto or false")

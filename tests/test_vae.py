@@ -65,8 +65,11 @@ def test_the_local_vae_has_a_latent_at_every_pixel_and_sees_a_13_px_patch():
         assert moved[:7, :7].any() and not moved[7:, :].any() and not moved[:, 7:].any()
     bank = ExpertBank(2, 1, 8, False, "vae_local", latent_dim=3)
     assert bank.vae and isinstance(bank.experts[1], LocalVAE)
-    with pytest.raises(ValueError, match="not vae_local"):
+    with pytest.raises(ValueError, match="not 'vae_local'"):
         ExpertBank(2, 1, 8, False, "vae_local", residual=True, latent_dim=3)
+    assert not ExpertBank(2, 1, 8, False, "paper").vae and not ExpertBank(2, 1, 8, False, "unet").vae
+    with pytest.raises(ValueError, match="unknown expert arch 'vae_global'"):
+        ExpertBank(2, 1, 8, False, "vae_global", latent_dim=3)
 
 
 def vae_bank(n=3, seed=0):

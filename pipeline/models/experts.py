@@ -24,7 +24,7 @@ from torch import nn
 
 from pipeline.models.layers import elu, finish, zero_init
 from pipeline.models.unet import UNetExpert
-from pipeline.models.vae import VAE, LocalVAE
+from pipeline.models.vae import VAE, Gaussian, LocalVAE
 
 
 def folded(convs: list[nn.Conv2d], norms: list[nn.BatchNorm2d]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,12 +66,17 @@ def make_expert(arch: str, channels: int, width: int, residual: bool = False, si
     """`paper`: the paper's Expert; `unet`: the faces U-Net (pipeline/models/unet.py); `vae`: a
     convolutional VAE (pipeline/models/vae.py) for `size`-px images with `latent_dim` latents;
     `vae_local`: the paper's expert with `latent_dim` Gaussian latents at every pixel."""
-    if arch in ("vae", "vae_local"):
-        if residual:
-            raise ValueError(f"residual experts exist for arch paper and unet, not {arch}")
-        return VAE(channels, width, size, latent_dim) if arch == "vae" else LocalVAE(channels, width, latent_dim)
-    return (Expert(channels, width, residual=residual) if arch == "paper"
-            else UNetExpert(channels, width, residual=residual))
+    if arch == "paper":
+        return Expert(channels, width, residual=residual)
+    if arch == "unet":
+        return UNetExpert(channels, width, residual=residual)
+    if residual:
+        raise ValueError(f"residual experts exist for arch paper and unet, not {arch!r}")
+    if arch == "vae":
+        return VAE(channels, width, size, latent_dim)
+    if arch == "vae_local":
+        return LocalVAE(channels, width, latent_dim)
+    raise ValueError(f"unknown expert arch {arch!r}: paper, unet, vae or vae_local")
 
 
 class ExpertBank(nn.Module):
@@ -82,7 +87,8 @@ class ExpertBank(nn.Module):
             raise ValueError(f"the batched form exists for the paper's expert only, not {arch!r}")
         self.experts = nn.ModuleList(make_expert(arch, channels, width, residual, size, latent_dim)
                                      for _ in range(num_experts))
-        self.batched, self.residual, self.vae = batched, residual, arch in ("vae", "vae_local")
+        self.batched, self.residual = batched, residual
+        self.vae = isinstance(self.experts[0], Gaussian)   # decodes a draw and adds a KL term when it wins
         self.beta = beta   # VAE experts: the KL weight of their reconstruction + beta * KL term
 
     @property

@@ -91,7 +91,6 @@ class VAE(Gaussian):
         return torch.sigmoid(self.up[-1](h))
 
 
-
 class LocalVAE(Gaussian):
     def __init__(self, channels: int, width: int, latent_dim: int):
         super().__init__()
