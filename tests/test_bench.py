@@ -101,6 +101,7 @@ def test_local_vae_experts_run_through_the_training_loop_and_every_expert_is_mea
     assert r["iterations"] == 4 and r["dead_experts"] + r["alive_experts"] == 10
     assert r["spread_ratio_min"] >= 0 and 0 <= r["acc"][2] <= 1
 
+
 def test_variant_overrides_win_over_set_and_unknown_keys_stop(variants, params):
     ds = variants.configure(params, "mnist", {"train.batch_size": 30}, 3,
                             {"train.batch_size": 16, "pretrain.max_iterations": 5})
