@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.models.layers import elu
 from pipeline.models.vae import VAE, kl_divergence, reparameterise
 
 
@@ -22,10 +21,7 @@ class DebiasNet(nn.Module):
         self.logit = nn.Linear(self.vae.posterior.in_features, 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
-        for conv in self.vae.down:
-            h = elu(conv(h))
-        return h.flatten(1)
+        return self.vae.features(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(gender logit (N,), μ, logσ²)."""

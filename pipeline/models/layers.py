@@ -1,4 +1,4 @@
-"""Small building blocks shared by the expert architectures (experts.py, unet.py)."""
+"""Small building blocks shared by the expert architectures (experts.py, unet.py, vae.py)."""
 from __future__ import annotations
 
 import torch
@@ -27,6 +27,13 @@ def elu(x: torch.Tensor) -> torch.Tensor:
         return _ELUFromOutput.apply(x)
     neg = x.clamp(max=0).exp_().sub_(1)
     return x.relu_().add_(neg)
+
+
+def elu_chain(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """`x` through each conv in turn, each followed by an ELU."""
+    for conv in convs:
+        x = elu(conv(x))
+    return x
 
 
 def finish(x: torch.Tensor, y: torch.Tensor, residual: bool) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.layers import elu, finish, zero_init
+from pipeline.models.layers import elu, elu_chain, finish, zero_init
 
 BOTTLENECK_DILATIONS = (1, 2, 4, 8)  # part of the architecture, not a tunable
 
@@ -52,17 +52,11 @@ class UNetExpert(nn.Module):
         """(B, channels, H, W) in [0, 1] -> same shape in (0, 1); H and W divisible by 4."""
         if x.shape[-2] % 4 or x.shape[-1] % 4:
             raise ValueError(f"UNetExpert needs H and W divisible by 4, got {tuple(x.shape[-2:])}")
-        s1 = _run(self.enc1, x)
-        s2 = _run(self.enc2, s1)
-        h = _run(self.bottom, s2)
+        s1 = elu_chain(self.enc1, x)
+        s2 = elu_chain(self.enc2, s1)
+        h = elu_chain(self.bottom, s2)
         h = elu(self.up2(F.interpolate(h, scale_factor=2.0, mode="nearest")))
         h = elu(self.dec2(torch.cat([h, s2], dim=1)))
         h = elu(self.up1(F.interpolate(h, scale_factor=2.0, mode="nearest")))
         h = elu(self.dec1(torch.cat([h, s1], dim=1)))
         return finish(x, self.out(h), self.residual)
-
-
-def _run(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
-    for conv in convs:
-        x = elu(conv(x))
-    return x

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.models.layers import elu
+from pipeline.models.layers import elu, elu_chain
 
 
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -75,20 +75,18 @@ class VAE(Gaussian):
         self.expand = nn.Linear(latent_dim, flat)
         rev = widths[::-1]   # top ... width, channels
         self.up = nn.ModuleList(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1) for a, b in zip(rev, rev[1:]))
-        self.latent_dim = latent_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's last conv features, flattened (the posterior's input)."""
+        return elu_chain(self.down, x).flatten(1)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = x
-        for conv in self.down:
-            h = elu(conv(h))
-        mu, logvar = self.posterior(h.flatten(1)).chunk(2, dim=1)
+        mu, logvar = self.posterior(self.features(x)).chunk(2, dim=1)
         return mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         h = elu(self.expand(z)).view(-1, self.top, self.side, self.side)
-        for conv in self.up[:-1]:
-            h = elu(conv(h))
-        return torch.sigmoid(self.up[-1](h))
+        return torch.sigmoid(self.up[-1](elu_chain(self.up[:-1], h)))
 
 
 class LocalVAE(Gaussian):
@@ -98,18 +96,10 @@ class LocalVAE(Gaussian):
         self.posterior = nn.Conv2d(width, 2 * latent_dim, 3, padding=1)
         self.dec = nn.ModuleList([nn.Conv2d(latent_dim, width, 3, padding=1), nn.Conv2d(width, width, 3, padding=1)])
         self.out = nn.Conv2d(width, channels, 3, padding=1)
-        self.latent_dim = latent_dim
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = x
-        for conv in self.enc:
-            h = elu(conv(h))
-        mu, logvar = self.posterior(h).chunk(2, dim=1)
+        mu, logvar = self.posterior(elu_chain(self.enc, x)).chunk(2, dim=1)
         return mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        h = z
-        for conv in self.dec:
-            h = elu(conv(h))
-        return torch.sigmoid(self.out(h))
-
+        return torch.sigmoid(self.out(elu_chain(self.dec, z)))
