@@ -20,12 +20,9 @@ class DebiasNet(nn.Module):
         self.vae = VAE(channels, width, size, latent_dim)
         self.logit = nn.Linear(self.vae.posterior.in_features, 1)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vae.features(x)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(gender logit (N,), μ, logσ²)."""
-        h = self.features(x)
+        h = self.vae.features(x)
         mu, logvar = self.vae.posterior(h).chunk(2, dim=1)
         return self.logit(h).squeeze(1), mu, logvar
 
