@@ -132,7 +132,11 @@ SYNTHETIC = {name: {**SYNTHETIC_BASE, **overrides} for name, overrides in {
         **RAW_BLIND, "train.identity_weight": 3.0},
     "residual, SN, R1 gamma 5, identity x1 blind to offsets, D also on raw inputs x1, 2,000 iterations": {
         **RAW_BLIND, "train.iterations": 2000},
+    # 64 px rows need data prepared at 64 px (a copy with that image_size in params.yaml)
+    "residual, SN, R1 gamma 5, identity x1 blind to offsets, D also on raw inputs x1, 64 px": {
+        **RAW_BLIND, "data.image_size": 64},
     "U-Net experts": UNET,
+    "U-Net experts, 64 px": {**UNET, "data.image_size": 64},
     "VAE experts (latent 32, beta 1)": {"experts.arch": "vae"},
     "local VAE experts (8 latents a pixel, beta 1)": LOCAL_VAE,
     "first mechanism set (6, with hflip, occlusion, blur)": FIRST_SET,
