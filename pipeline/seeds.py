@@ -23,7 +23,8 @@ from pipeline.runtime import images_to
 HEADLINES = (   # dotted keys into a run's metrics (pipeline/evaluation.py's mnist contract)
     "specialization.distinct_winners", "specialization.purity_mean", "specialization.purity_min",
     "train.iterations_to_specialize", "train.seconds_to_specialize", "train.purity_min_after_specialized",
-    "classifier.acc_clean", "classifier.acc_clean_same_digits", "classifier.acc_experts", "dead_experts",
+    "classifier.acc_clean", "classifier.acc_clean_same_digits", "classifier.acc_experts",
+    "classifier.acc_clean_all_digits", "classifier.acc_experts_all_digits", "dead_experts",
 )
 
 
@@ -55,7 +56,8 @@ def run_mnist(ds: config.MnistConfig, images: np.ndarray, labels: np.ndarray, se
              **loop.stability(state.curves["specialization/purity_min"], spec[0] if spec else None)}
     state.disc.eval()
     result, _ = evaluation.mnist_on_test(state.eval_bank(), state.disc, clf, t, evaluation.timing(train, pretrain),
-                                         ds.evaluate.batch_size, device)
+                                         ds.evaluate.batch_size, device,
+                                         evaluation.mnist_strength(d.shift, d.noise_variance, seed))
     return result
 
 

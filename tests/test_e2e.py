@@ -61,7 +61,7 @@ def test_repro_follows_the_metrics_contract_and_reruns_only_what_changed(tiny_pr
     m = json.loads((repo / "reports/metrics/mnist.json").read_text())
     for section, fields in {
         "classifier": {"acc_clean": float, "acc_clean_same_digits": float, "acc_transformed": float,
-                       "acc_experts": float},
+                       "acc_experts": float, "acc_clean_all_digits": float, "acc_experts_all_digits": float},
         "specialization": {"n_mechanisms": int, "n_experts": int, "distinct_winners": int,
                            "purity_mean": float, "purity_min": float},
         "train": {"iterations": int, "seconds": float, "iters_per_second": float},

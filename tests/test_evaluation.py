@@ -303,3 +303,47 @@ def test_mnist_reads_clean_accuracy_on_the_same_digits_as_the_experts():
     assert (c["acc_clean"], c["acc_clean_same_digits"], c["acc_experts"]) == (1.0, 0.5, 0.75)
     assert r["per_mechanism"]["up"]["acc_clean_same_digits"] == 0.5
     assert r["per_mechanism"]["down"]["acc_experts"] == 0.5
+
+
+class FixedBank(torch.nn.Module):
+    """Experts as plain functions of the batch (no weights)."""
+    def __init__(self, *fns):
+        super().__init__()
+        self.fns, self.n = fns, len(fns)
+
+    def forward_all(self, x):
+        return torch.stack([f(x) for f in self.fns], 1)
+
+
+class DarkIsCanonical(torch.nn.Module):
+    """D: the darker the image, the more canonical (digits are white strokes on black)."""
+    def forward(self, x):
+        return -x.mean(dim=(1, 2, 3))
+
+
+class DarkIsOne(torch.nn.Module):
+    """Evaluator: label 1 for a dark image, 0 for a bright one."""
+    def forward(self, x):
+        dark = (x.mean(dim=(1, 2, 3)) < 0.5).float()
+        return torch.stack([1 - dark, dark], 1)
+
+
+def test_every_mechanism_applies_each_mechanism_to_every_test_digit():
+    # 4 dark test digits (2 per half), labels 1, 1, 1, 0: clean accuracy 0.75 on all 4
+    x = torch.zeros(4, 1, 8, 8)
+    x[:, :, 3:5, 3:5] = 1.0
+    t = {"test_canonical": x[:2], "test_transformed_clean": x[2:], "test_canonical_digit": torch.tensor([1, 1]),
+         "test_transformed_digit": torch.tensor([1, 0]), "mechanisms": ["up", "invert"]}
+    strength = evaluation.mnist_strength(1, 0.25, 0)
+    # an identity and an inverter: D picks the inverter on inverted digits only, so both mechanisms
+    # are undone and the accuracy stays the clean one
+    good = evaluation.every_mechanism(FixedBank(lambda v: v, lambda v: 1 - v), DarkIsCanonical(), DarkIsOne(), t,
+                                      strength, 3, torch.device("cpu"))
+    assert (good["acc_clean_all_digits"], good["acc_experts_all_digits"]) == (0.75, 0.75)
+    assert good["per_mechanism"]["invert"] == {"acc_experts_all_digits": 0.75, "purity_all_digits": 1.0}
+    # identities only: the inverted digits stay bright, so the evaluator gets only the one labelled 0 right
+    bad = evaluation.every_mechanism(FixedBank(lambda v: v, lambda v: v), DarkIsCanonical(), DarkIsOne(), t,
+                                     strength, 3, torch.device("cpu"))
+    assert bad["per_mechanism"]["invert"]["acc_experts_all_digits"] == 0.25
+    assert bad["per_mechanism"]["up"]["acc_experts_all_digits"] == 0.75
+    assert bad["acc_experts_all_digits"] == 0.5

@@ -20,7 +20,8 @@ def test_headlines_read_every_dotted_key():
     result = {"specialization": {"distinct_winners": 9, "purity_mean": 0.9, "purity_min": 0.5},
               "train": {"iterations_to_specialize": None, "seconds_to_specialize": None,
                         "purity_min_after_specialized": None},
-              "classifier": {"acc_clean": 0.9, "acc_clean_same_digits": 0.95, "acc_experts": 0.8}, "dead_experts": 1}
+              "classifier": {"acc_clean": 0.9, "acc_clean_same_digits": 0.95, "acc_experts": 0.8,
+                             "acc_clean_all_digits": 0.92, "acc_experts_all_digits": 0.85}, "dead_experts": 1}
     row = seeds.headlines(result, 4)
     assert row["seed"] == 4 and row["specialization.distinct_winners"] == 9 and row["dead_experts"] == 1
     assert set(row) == {"seed", *seeds.HEADLINES}
