@@ -345,13 +345,13 @@ def gender_robustness(gclf: torch.nn.Module, t: dict, out: torch.Tensor, batch_s
     return result
 
 
-@torch.no_grad()
 def mnist_strength(shift: int, noise_variance: float, seed: int) -> mechanisms.Strength:
     """The mechanisms' strength for `every_mechanism`, its noise from a stream of its own (not the
     prepare stage's, which drew the training and test noise from `seed`)."""
     return mechanisms.Strength(shift, noise_variance ** 0.5, torch.Generator().manual_seed(10_000 + seed))
 
 
+@torch.no_grad()
 def every_mechanism(bank, disc, clf: torch.nn.Module, t: dict, strength: mechanisms.Strength, batch_size: int,
                     device) -> dict:
     """Every test digit of both halves, before any mechanism, under every mechanism in turn (10 x 1,000
@@ -368,12 +368,14 @@ def every_mechanism(bank, disc, clf: torch.nn.Module, t: dict, strength: mechani
     for j, name in enumerate(names):
         xt = images_to(mechanisms.apply(names, x, torch.full((len(x),), j), strength), device)
         owner, out = icm.winners(bank, disc, xt, batch_size)
+        share = np.bincount(owner.cpu().numpy(), minlength=bank.n).max() / len(x)
         per[name] = {"acc_experts_all_digits": metrics.accuracy(predict(clf, out, batch_size).cpu().numpy(), y),
-                     "purity_all_digits": round(float(np.bincount(owner.cpu().numpy(), minlength=bank.n).max() / len(x)), 4)}
+                     "purity_all_digits": round(float(share), 4)}
     experts = round(float(np.mean([v["acc_experts_all_digits"] for v in per.values()])), 4)
     return {"acc_clean_all_digits": clean, "acc_experts_all_digits": experts, "per_mechanism": per}
 
 
+@torch.no_grad()
 def mnist_on_test(bank, disc, clf: torch.nn.Module, t: dict, train: dict, batch_size: int,
                   device, strength: mechanisms.Strength) -> tuple[dict, np.ndarray]:
     """Every expert on the test split's transformed digits, then `mnist` on the argmax winners plus
