@@ -57,7 +57,7 @@ def run_mnist(ds: config.MnistConfig, images: np.ndarray, labels: np.ndarray, se
     state.disc.eval()
     result, _ = evaluation.mnist_on_test(state.eval_bank(), state.disc, clf, t, evaluation.timing(train, pretrain),
                                          ds.evaluate.batch_size, device,
-                                         evaluation.mnist_strength(d.shift, d.noise_variance, seed))
+                                         evaluation.mnist_strength(d, seed))
     return result
 
 

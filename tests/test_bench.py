@@ -1,5 +1,6 @@
 """Every entry point outside pipeline/stages runs here at a tiny size, so a benchmark cannot rot
 unnoticed again (bench/experts.py once failed with an AttributeError that no test saw)."""
+import copy
 import importlib.util
 import json
 import os
@@ -13,6 +14,9 @@ import torch
 import yaml
 
 from pipeline import evaluation
+from pipeline.data import mnist
+from pipeline.mechanisms import Strength
+from pipeline.models.experts import Expert
 from tests.conftest import ROOT
 
 VARIANTS_FORMS = ["plain (reference)", "ours per-expert NCHW", "ours per-expert ch-last", "ours batched ch-last"]
@@ -185,3 +189,43 @@ def test_faces_synthetic_table_keeps_dirty_commits_and_splits_mechanism_sets(var
     assert any(line.startswith(f"| eight | 0 | {'a' * 8} |") for line in lines)
     second = lines.index("| variant | hflip |")
     assert lines[second - 1] == "" and lines[second - 2] == "| eight | 12.5 -> 14.0 |"
+
+
+def test_bench_ceiling_reads_a_supervised_expert_on_every_digit_under_every_mechanism(tmp_path):
+    out = tmp_path / "ceiling.json"
+    printed = run("bench/ceiling.py", "--steps", "2", "--threads", "1", "--json", str(out), "--seeds", "0", "1",
+                  "--set", "pretrain.max_iterations=10", "classifier.epochs=1")
+    saved = json.loads(out.read_text())
+    names = yaml.safe_load((ROOT / "params.yaml").read_text())["mnist"]["data"]["mechanisms"]
+    assert saved["commit"] == source() and saved["overrides"] == {"pretrain.max_iterations": 10, "classifier.epochs": 1}
+    assert [r["seed"] for r in saved["runs"]] == [0, 1]
+    for r in saved["runs"]:
+        assert list(r["per_mechanism"]) == names and r["steps"] == 2
+        assert r["game_acc_experts_all_digits"] == {}       # a tiny run is not the pipeline's: no game column
+        for row in r["per_mechanism"].values():
+            assert 0 <= row["acc_input"] <= 1 and 0 <= row["acc_ceiling"] <= 1 and row["mse_ceiling"] > 0
+        mean = np.mean([row["acc_ceiling"] for row in r["per_mechanism"].values()])
+        assert r["acc_ceiling_all_digits"] == pytest.approx(mean, abs=1e-4)
+        assert r["gap_ceiling"] == pytest.approx(r["acc_ceiling_all_digits"] - r["acc_clean_all_digits"], abs=1e-4)
+    gaps = [r["gap_ceiling"] for r in saved["runs"]]
+    assert saved["gap_ceiling"] == {"mean": pytest.approx(np.mean(gaps), abs=1e-4), "min": min(gaps), "max": max(gaps)}
+    assert "supervised ceiling" in printed and all(n in printed for n in names)
+
+
+def test_the_supervised_ceiling_expert_learns_to_undo_its_mechanism(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))   # ceiling.py imports its sibling variants.py
+    spec = importlib.util.spec_from_file_location("bench_ceiling", ROOT / "bench" / "ceiling.py")
+    ceiling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ceiling)
+    images, _ = mnist.load_embedded()
+    x = torch.as_tensor(images[:64], dtype=torch.float32).unsqueeze(1) / 255   # 64 real digits
+    torch.manual_seed(0)
+    start = Expert(1, 8)
+    start.eval()
+    weights = copy.deepcopy(start.state_dict())
+    strength = Strength(1, 0.5, torch.Generator().manual_seed(0))
+    e = ceiling.supervised(start, x, ("up", "invert"), 1, strength, 100, 16, 3e-3, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before, after = ((start(1 - x) - x) ** 2).mean(), ((e(1 - x) - x) ** 2).mean()
+    assert after < 0.1 * before                       # it learnt the inverse from (mechanism, original) pairs
+    assert all(torch.equal(weights[k], v) for k, v in start.state_dict().items())   # the game's start is untouched

@@ -2,13 +2,14 @@
 flagged dead however few samples it wins (a check on winners only once passed an expert that
 painted every face solid red); and the synthetic-faces PSNR ceiling and restoration."""
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from pipeline import evaluation, icm, imagemetrics, mechanisms
-from pipeline.models.classifier import Classifier
+from pipeline.models.classifier import Classifier, predict
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.experts import ExpertBank
 
@@ -334,16 +335,17 @@ def test_every_mechanism_applies_each_mechanism_to_every_test_digit():
     x[:, :, 3:5, 3:5] = 1.0
     t = {"test_canonical": x[:2], "test_transformed_clean": x[2:], "test_canonical_digit": torch.tensor([1, 1]),
          "test_transformed_digit": torch.tensor([1, 0]), "mechanisms": ["up", "invert"]}
-    strength = evaluation.mnist_strength(1, 0.25, 0)
+    strength = evaluation.mnist_strength(SimpleNamespace(shift=1, noise_variance=0.25), 0)
+    p_digits = predict(DarkIsOne(), evaluation.test_digits(t)[0], 3).numpy()   # all four dark: 1, 1, 1, 1
     # an identity and an inverter: D picks the inverter on inverted digits only, so both mechanisms
     # are undone and the accuracy stays the clean one
     good = evaluation.every_mechanism(FixedBank(lambda v: v, lambda v: 1 - v), DarkIsCanonical(), DarkIsOne(), t,
-                                      strength, 3, torch.device("cpu"))
+                                      strength, 3, torch.device("cpu"), p_digits)
     assert (good["acc_clean_all_digits"], good["acc_experts_all_digits"]) == (0.75, 0.75)
     assert good["per_mechanism"]["invert"] == {"acc_experts_all_digits": 0.75, "purity_all_digits": 1.0}
     # identities only: the inverted digits stay bright, so the evaluator gets only the one labelled 0 right
     bad = evaluation.every_mechanism(FixedBank(lambda v: v, lambda v: v), DarkIsCanonical(), DarkIsOne(), t,
-                                     strength, 3, torch.device("cpu"))
+                                     strength, 3, torch.device("cpu"), p_digits)
     assert bad["per_mechanism"]["invert"]["acc_experts_all_digits"] == 0.25
     assert bad["per_mechanism"]["up"]["acc_experts_all_digits"] == 0.75
     assert bad["acc_experts_all_digits"] == 0.5

@@ -28,7 +28,7 @@ def run(dataset: str) -> None:
     train = evaluation.timing(load_json(paths.models / "train.json"), load_json(paths.models / "pretrain.json"))
     bs = ds.evaluate.batch_size
     if isinstance(ds, config.MnistConfig):
-        strength = evaluation.mnist_strength(ds.data.shift, ds.data.noise_variance, cfg.seed)
+        strength = evaluation.mnist_strength(ds.data, cfg.seed)
         result, owner = evaluation.mnist_on_test(bank, disc, clf, t, train, bs, device, strength)
     else:
         gender = saved.get("gender")
