@@ -193,6 +193,16 @@ def _ceiling_mean(c: torch.Tensor) -> float | None:
     return float(c[lossy].mean()) if lossy.any() else _mean_or_none(c)
 
 
+def mechanism_restoration(pin: torch.Tensor, pout: torch.Tensor, ceiling: torch.Tensor) -> tuple[float | None, float | None]:
+    """One mechanism's faces (per-face PSNR of input, output and exact inverse): the mean ceiling and
+    the restoration fraction. Brighten clips some faces, not others, so both are taken over the
+    faces with a finite ceiling (see _ceiling_mean), when there are any."""
+    on = ceiling < LOSSLESS_DB
+    on = on if on.any() else torch.ones_like(on)
+    top = _ceiling_mean(ceiling)
+    return top, restoration(float(pin[on].mean()), float(pout[on].mean()), top)
+
+
 def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int, x: torch.Tensor,
           out: torch.Tensor, d_out: torch.Tensor, p_trans: np.ndarray, p_out: np.ndarray, clf: dict,
           train: dict, clean: torch.Tensor | None, ceiling: torch.Tensor | None = None) -> dict:
@@ -228,14 +238,10 @@ def faces(names: list[str], mech: np.ndarray, owner: np.ndarray, n_experts: int,
                      "canonical_rate_outputs": float(np.mean(p_out[sel] == CANONICAL))}
         if clean is not None:
             per[name].update(psnr_inputs=float(pin[sel].mean()), psnr_outputs=float(pout[sel].mean()))
-            if ceiling is not None:   # brighten clips some faces, not others: ceiling and restoration
-                t_sel = torch.from_numpy(sel)   # both over the faces with a finite ceiling (_ceiling_mean)
-                c = ceiling[t_sel]
-                on = c < LOSSLESS_DB
-                on = on if on.any() else torch.ones_like(on)
-                top = _ceiling_mean(c)
-                per[name].update(psnr_ceiling=top, restoration=restoration(
-                    float(pin[t_sel][on].mean()), float(pout[t_sel][on].mean()), top))
+            if ceiling is not None:
+                t_sel = torch.from_numpy(sel)
+                top, frac = mechanism_restoration(pin[t_sel], pout[t_sel], ceiling[t_sel])
+                per[name].update(psnr_ceiling=top, restoration=frac)
     if clean is not None and ceiling is not None:
         result["restoration_min"] = min((r["restoration"] for r in per.values() if r["restoration"] is not None),
                                         default=None)

@@ -15,7 +15,7 @@ import yaml
 
 from pipeline import evaluation
 from pipeline.data import mnist
-from pipeline.mechanisms import Strength
+from pipeline.mechanisms import FaceStrength, Strength, apply, face_inverse
 from pipeline.models.experts import Expert
 from tests.conftest import ROOT
 
@@ -197,11 +197,12 @@ def test_bench_ceiling_reads_a_supervised_expert_on_every_digit_under_every_mech
                   "--set", "pretrain.max_iterations=10", "classifier.epochs=1")
     saved = json.loads(out.read_text())
     names = yaml.safe_load((ROOT / "params.yaml").read_text())["mnist"]["data"]["mechanisms"]
-    assert saved["commit"] == source() and saved["overrides"] == {"pretrain.max_iterations": 10, "classifier.epochs": 1}
+    assert saved["dataset"] == "mnist" and saved["commit"] == source()
+    assert saved["overrides"] == {"pretrain.max_iterations": 10, "classifier.epochs": 1}
     assert [r["seed"] for r in saved["runs"]] == [0, 1]
     for r in saved["runs"]:
         assert list(r["per_mechanism"]) == names and r["steps"] == 2
-        assert r["game_acc_experts_all_digits"] == {}       # a tiny run is not the pipeline's: no game column
+        assert r["game"] == {}       # a tiny run is not the pipeline's: no game column
         for row in r["per_mechanism"].values():
             assert 0 <= row["acc_input"] <= 1 and 0 <= row["acc_ceiling"] <= 1 and row["mse_ceiling"] > 0
         mean = np.mean([row["acc_ceiling"] for row in r["per_mechanism"].values()])
@@ -209,7 +210,7 @@ def test_bench_ceiling_reads_a_supervised_expert_on_every_digit_under_every_mech
         assert r["gap_ceiling"] == pytest.approx(r["acc_ceiling_all_digits"] - r["acc_clean_all_digits"], abs=1e-4)
     gaps = [r["gap_ceiling"] for r in saved["runs"]]
     assert saved["gap_ceiling"] == {"mean": pytest.approx(np.mean(gaps), abs=1e-4), "min": min(gaps), "max": max(gaps)}
-    assert "supervised ceiling" in printed and all(n in printed for n in names)
+    assert "supervised ceiling" in printed and all(n in printed for n in names) and "gap_ceiling" in printed
 
 
 def test_the_supervised_ceiling_expert_learns_to_undo_its_mechanism(monkeypatch):
@@ -229,3 +230,34 @@ def test_the_supervised_ceiling_expert_learns_to_undo_its_mechanism(monkeypatch)
         before, after = ((start(1 - x) - x) ** 2).mean(), ((e(1 - x) - x) ** 2).mean()
     assert after < 0.1 * before                       # it learnt the inverse from (mechanism, original) pairs
     assert all(torch.equal(weights[k], v) for k, v in start.state_dict().items())   # the game's start is untouched
+
+
+def test_the_faces_ceiling_rows_read_the_identity_as_zero_and_the_exact_inverse_as_one(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_ceiling", ROOT / "bench" / "ceiling.py")
+    ceiling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ceiling)
+    strength = FaceStrength(shift=2, cast=0.2, brightness=-0.2, contrast=0.5, band=0.2, blur=0.05)
+    names = ["shift_up", "warm_cast"]
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(6, 3, 12, 12, generator=g)     # the cast clips some pixels: its inverse is lossy too
+    mech = torch.tensor([0, 0, 0, 1, 1, 1])
+    t = {"mechanisms": names, "test_transformed_clean": clean, "test_transformed_mech": mech,
+         "test_transformed": apply(tuple(names), clean, mech, strength)}
+    identity = ceiling.faces_rows(lambda j: torch.nn.Identity(), t, strength)
+    for row in identity["per_mechanism"].values():
+        assert row["psnr_supervised"] == row["psnr_inputs"] and row["restoration_supervised"] == 0.0
+    assert identity["restoration_min_supervised"] == 0.0
+
+    class Inverse(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, x):
+            return face_inverse(self.name, x, strength)
+
+    exact = ceiling.faces_rows(lambda j: Inverse(names[j]), t, strength)["per_mechanism"]
+    for row in exact.values():    # a shifted-out border and clipped values stay lost, so the inverse is the top
+        assert row["restoration_supervised"] == pytest.approx(1.0)
+        assert row["psnr_supervised"] == pytest.approx(row["psnr_inverse"], abs=1e-3) and row["psnr_inverse"] < 60
