@@ -162,6 +162,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     params = yaml.safe_load(Path("params.yaml").read_text())
     overrides = parse_set(args.set)
+    source = commit()   # the code that runs is the code of now: edits made while it runs do not count
     runs = []
     for seed in args.seeds or [params["seed"]]:
         r = run(args.dataset, configure(params, args.dataset, {}, seed, overrides), seed, args.steps,
@@ -172,7 +173,7 @@ def main() -> None:
     key = HEADLINE[args.dataset]
     values = [r[key] for r in runs if r[key] is not None]
     summary = {"mean": round(float(np.mean(values)), 4), "min": min(values), "max": max(values)} if values else None
-    save_json({"dataset": args.dataset, "commit": commit(), "threads": args.threads, "overrides": overrides,
+    save_json({"dataset": args.dataset, "commit": source, "threads": args.threads, "overrides": overrides,
                key: summary, "runs": runs}, args.json or f"reports/bench/ceiling_{args.dataset}.json")
     if summary:
         print(f"{key} over seeds {[r['seed'] for r in runs]}: mean {summary['mean']:+.4f}, "
