@@ -57,7 +57,7 @@ def supervised(expert: torch.nn.Module, x: torch.Tensor, names: tuple, j: int, s
 def mnist_rows(train_one, t: dict, ds, seed: int, device) -> dict:
     """Per mechanism: the evaluator's accuracy on every test digit under it, raw and restored."""
     clf = seeds.evaluator(ds.classifier, t, seed, device)
-    x_test, y = evaluation.test_digits(t)
+    x_test, y = evaluation.clean_test_digits(t)
     y = y.numpy()
     acc = lambda v: metrics.accuracy(predict(clf, v, 256).numpy(), y)   # noqa: E731
     rows = {}

@@ -357,7 +357,7 @@ def mnist_strength(data, seed: int) -> mechanisms.Strength:
     return mechanisms.Strength(data.shift, data.noise_variance ** 0.5, torch.Generator().manual_seed(10_000 + seed))
 
 
-def test_digits(t: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def clean_test_digits(t: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Every test digit of both halves before any mechanism (canonical, then the transformed half's
     originals), and its label."""
     return (torch.cat([t["test_canonical"], t["test_transformed_clean"]]),
@@ -367,7 +367,7 @@ def test_digits(t: dict) -> tuple[torch.Tensor, torch.Tensor]:
 def under_each_mechanism(t: dict, strength: mechanisms.Strength):
     """(index, name, every test digit under that mechanism) for each mechanism in turn, in the
     order of `t["mechanisms"]`, so that the noise drawn from `strength` is the same for every caller."""
-    x, _ = test_digits(t)
+    x, _ = clean_test_digits(t)
     names = tuple(t["mechanisms"])
     for j, name in enumerate(names):
         yield j, name, mechanisms.apply(names, x, torch.full((len(x),), j), strength)
@@ -378,12 +378,12 @@ def every_mechanism(bank, disc, clf: torch.nn.Module, t: dict, strength: mechani
                     device, p_digits: np.ndarray) -> dict:
     """Every test digit of both halves under every mechanism in turn (10 x 1,000 samples on the
     embedded set, against the 500 transformed test digits), through the argmax-of-D winner and the
-    evaluator. `p_digits`: the evaluator's predictions on `test_digits(t)` before any mechanism.
+    evaluator. `p_digits`: the evaluator's predictions on `clean_test_digits(t)` before any mechanism.
     `acc_experts` on 500 digits has a standard error of about 1.2 points against a 2-point target;
     this estimate's is about 0.3-0.9 (the 10,000 samples reuse 1,000 digits), and each mechanism
     gets 1,000 digits instead of 50. Returns the overall and per-mechanism accuracies and each
     mechanism's dominant expert share."""
-    _, y = test_digits(t)
+    _, y = clean_test_digits(t)
     y = y.numpy()
     per = {}
     for _, name, xt in under_each_mechanism(t, strength):

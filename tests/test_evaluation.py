@@ -336,7 +336,7 @@ def test_every_mechanism_applies_each_mechanism_to_every_test_digit():
     t = {"test_canonical": x[:2], "test_transformed_clean": x[2:], "test_canonical_digit": torch.tensor([1, 1]),
          "test_transformed_digit": torch.tensor([1, 0]), "mechanisms": ["up", "invert"]}
     strength = evaluation.mnist_strength(SimpleNamespace(shift=1, noise_variance=0.25), 0)
-    p_digits = predict(DarkIsOne(), evaluation.test_digits(t)[0], 3).numpy()   # all four dark: 1, 1, 1, 1
+    p_digits = predict(DarkIsOne(), evaluation.clean_test_digits(t)[0], 3).numpy()   # all four dark: 1, 1, 1, 1
     # an identity and an inverter: D picks the inverter on inverted digits only, so both mechanisms
     # are undone and the accuracy stays the clean one
     good = evaluation.every_mechanism(FixedBank(lambda v: v, lambda v: 1 - v), DarkIsCanonical(), DarkIsOne(), t,
