@@ -337,9 +337,8 @@ def mnist_test_metrics(ds, state: loop.State, t: dict, seed: int) -> dict:
     untimed = {"iterations": 0, "seconds": 0, "iters_per_second": 0, "iterations_to_specialize": None,
                "seconds_to_specialize": None}   # timings are the row's own fields
     state.disc.eval()
-    d = ds.data
     r, _ = evaluation.mnist_on_test(state.eval_bank(), state.disc, clf, t, untimed, 250, torch.device("cpu"),
-                                    evaluation.mnist_strength(d, seed))
+                                    evaluation.mnist_strength(ds.data, seed))
     return {"test_distinct": r["specialization"]["distinct_winners"],
             "test_purity": round(r["specialization"]["purity_mean"], 3),
             "test_purity_min": round(r["specialization"]["purity_min"], 3), **experts_summary(r),
