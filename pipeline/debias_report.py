@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline import results  # noqa: E402
+from pipeline import targets  # noqa: E402
 
 LABELS = {"erm": "ERM", "reweight": "group reweighting (oracle)", "dbvae": "DB-VAE (no group labels)"}
 ANCHORS = [
@@ -57,7 +57,7 @@ def markdown(m: dict) -> str:
              f"{m['image_size']} px, {m['epochs']} epochs, seeds {m['seed_values']}; DB-VAE rule `{m['rule']}`, "
              f"{m['bins']} bins, alpha {m['alpha']:g}. The stage took {m['seconds']:.0f} s. Every value is "
              "mean ± std (population) over the seeds.", "",
-             "## targets", ""] + [f"- {results.mark(label, ok)}" for label, ok in results.targets(m)]
+             "## targets", ""] + [f"- {targets.mark(label, ok)}" for label, ok in targets.targets(m)]
     c = m.get("compare", {})
     if "worst_gain_dbvae" in c:
         text = (f"DB-VAE against ERM (seeds' means): worst cell {c['worst_gain_dbvae']:+.3f}, gap × "

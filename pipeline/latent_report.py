@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline import results  # noqa: E402
+from pipeline import targets  # noqa: E402
 
 
 def traversal_figure(grid: np.ndarray, dim_names: list[str], per_dim: int, values: np.ndarray, title: str,
@@ -39,7 +39,7 @@ def markdown(m: dict) -> str:
              f"{m['n_train']} training and {m['n_test']} test faces of every race ({m['dataset']} raw data), "
              f"{m['image_size']} px, {m['latent_dim']} latent dimensions, {m['iterations']} iterations per beta; "
              f"the stage took {m['seconds']:.0f} s. Every number is on the test faces, from the posterior means.", "",
-             "## targets", ""] + [f"- {results.mark(label, ok)}" for label, ok in results.targets(m)] + [
+             "## targets", ""] + [f"- {targets.mark(label, ok)}" for label, ok in targets.targets(m)] + [
              "", "## per beta", "",
              "| beta | recon MSE | KL | label | MIG | top dims (MI, nats) | probe: latent | probe: pixels "
              f"({m.get('probe_pixels', '?')} px) | majority | top dim AUC |", "|---" * 10 + "|"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import config, debias, results
+from pipeline import config, debias, targets
 from pipeline.errors import PipelineError
 from tests.conftest import with_overrides
 
@@ -112,12 +112,12 @@ def test_summarise_and_compare():
     assert c["worst_gain_dbvae"] == pytest.approx(0.05) and c["gap_ratio_dbvae"] == 0.5
     assert c["closed_share_dbvae"] == pytest.approx(0.05 / 0.09, abs=1e-4)
     m = {"arms": arms, "seconds": 10.0}
-    assert results.kind(m) == "debias"
-    assert [ok for _, ok in results.targets(m)] == [True, True, True, True, True]
+    assert targets.kind(m) == "debias"
+    assert [ok for _, ok in targets.targets(m)] == [True, True, True, True, True]
     arms["dbvae"]["summary"]["mean_acc"]["mean"] = 0.87   # 3 points below ERM
-    assert [ok for _, ok in results.targets(m)][2] is False
+    assert [ok for _, ok in targets.targets(m)][2] is False
     arms["reweight"]["summary"]["worst_acc"]["mean"] = 0.70   # the oracle lost ground: no gain to close
-    assert [ok for _, ok in results.targets(m)][3] is None
+    assert [ok for _, ok in targets.targets(m)][3] is None
 
 
 P = types.SimpleNamespace(channels=4, latent_dim=3, lr=1e-2, epochs=2, batch_size=8, hflip=True, bins=5,

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from pipeline import results
+from pipeline import results, targets
 from tests.conftest import ROOT
 
 MNIST = {
@@ -23,7 +23,7 @@ MNIST = {
 
 
 def marks(m: dict) -> dict:
-    return dict(results.targets(m))
+    return dict(targets.targets(m))
 
 
 def test_readme_table_matches_the_committed_metrics():

@@ -2,7 +2,7 @@
 import pandas as pd
 import torch
 
-from pipeline import config, loop, metrics, report, results
+from pipeline import config, loop, metrics, report, targets
 from pipeline.io import atomic_path, load_json, load_torch, save_text
 from pipeline.paths import Paths
 from pipeline.runtime import log, main, setup, skip_if_unavailable
@@ -51,7 +51,7 @@ def run(dataset: str) -> None:
             "samples (winner framed red; dead experts titled in red)": f"{rel}/samples.png"}
     variants = paths.root / VARIANTS.format(dataset=dataset)
     extra = variants.read_text() if variants.exists() else ""
-    marks = [results.mark(label, ok) for label, ok in results.targets(result)]
+    marks = [targets.mark(label, ok) for label, ok in targets.targets(result)]
     save_text(report.markdown(f"ICM on {dataset}", result, figs, extra, marks), paths.report)
     log(f"report: {paths.report} and {len(figs)} figures in {paths.figures}")
 
