@@ -223,6 +223,7 @@ class Train:
     lr_specialized_experts: float        # the experts' lr x this from the first specialised check on (1 = off)
     lr_specialized_discriminator: float  # D's lr x this from the first specialised check on (1 = off)
     raw_fake_weight: float               # D also learns the raw transformed inputs as fakes, this weight (0 = off)
+    winner_fake_weight: float            # once specialised, D also learns the winners' outputs as fakes (0 = off)
 
     def validate(self, key: str, check: Check) -> None:
         check(self.identity_weight >= 0, f"{key}.identity_weight", f"must be >= 0, got {self.identity_weight}")
@@ -231,6 +232,8 @@ class Train:
         check(self.hysteresis >= 0, f"{key}.hysteresis", f"must be >= 0, got {self.hysteresis}")
         check(self.vae_weight >= 0, f"{key}.vae_weight", f"must be >= 0, got {self.vae_weight}")
         check(self.raw_fake_weight >= 0, f"{key}.raw_fake_weight", f"must be >= 0, got {self.raw_fake_weight}")
+        check(self.winner_fake_weight >= 0, f"{key}.winner_fake_weight",
+              f"must be >= 0, got {self.winner_fake_weight}")
         check(self.instance_noise >= 0, f"{key}.instance_noise", f"must be >= 0, got {self.instance_noise}")
         for name in ("lr_specialized_experts", "lr_specialized_discriminator"):
             check(0.0 <= getattr(self, name) <= 1.0, f"{key}.{name}",

@@ -115,7 +115,7 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
              par: Parallel, r1_gamma: float = 0.0, previous: torch.Tensor | None = None,
              hysteresis: float = 0.0, vae_weight: float = 0.0, noise_std: float = 0.0,
              generator: torch.Generator | None = None, raw_fake_weight: float = 0.0,
-             identity_blind_offsets: bool = False) -> StepStats:
+             identity_blind_offsets: bool = False, winner_fake_weight: float = 0.0) -> StepStats:
     """`identity_weight`: adds identity_weight * mean |E(x) - x| to each winner's loss (0 = the paper's
     loss); `identity_blind_offsets`: the term is taken on the correction E(x) - x minus its per-image,
     per-channel mean, so a global colour or brightness change costs nothing (identity_term).
@@ -132,6 +132,9 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     `raw_fake_weight` > 0: D also learns the raw transformed inputs x_trans as fakes, with this weight on
     their BCE term, so it keeps every mechanism's signature in view (a near-identity expert's output
     looks like its input), not only the artefacts of the experts' current outputs.
+    `winner_fake_weight` > 0: D's loss adds this weight times the BCE of the winners' outputs as fakes
+    (the paper's term spreads D's attention over all N' outputs, mostly losers' far-off ones); the loop
+    switches it on once specialised, so D looks hard at what the owners still get wrong.
     VAE experts (bank.vae): the winners decode a reparameterised draw, and each winner's loss adds
     vae_weight * (reconstruction of its input + bank.beta * KL) / pixels to -log D (see models/vae.py).
     `par`: the data-parallel group; x_canon and x_trans are this rank's slices of the global batch,
@@ -157,8 +160,19 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     else:                                  # fp32 scores on the clean outputs from D before its update
         with torch.no_grad():
             fake_scores = disc(outs.flatten(0, 1).float()).float()
+    scores = par.gather(fake_scores.view(b, n))                 # global (B_all, N')
+    if previous is not None:
+        scores_for_owner = assign_hysteresis(scores, previous.to(scores.device), hysteresis)
+    else:
+        scores_for_owner = scores
+    owner_all = (assign_argmax(scores_for_owner) if assignment == "argmax"
+                 else assign_capacity(scores_for_owner, cap))
+    owner = owner_all[par.shard(len(owner_all))]
     d_loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
               + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    if winner_fake_weight > 0:
+        won = fake.view(b, n)[torch.arange(b, device=fake.device), owner.to(fake.device)]
+        d_loss = d_loss + winner_fake_weight * F.binary_cross_entropy_with_logits(won, torch.zeros_like(won))
     if raw:
         d_loss = d_loss + raw_fake_weight * F.binary_cross_entropy_with_logits(raw_logits,
                                                                                torch.zeros_like(raw_logits))
@@ -168,14 +182,6 @@ def icm_step(bank: ExpertBank, disc: Discriminator, opt_e: torch.optim.Optimizer
     d_loss.backward()
     opt_d.step()
 
-    scores = par.gather(fake_scores.view(b, n))                 # global (B_all, N')
-    if previous is not None:
-        scores_for_owner = assign_hysteresis(scores, previous.to(scores.device), hysteresis)
-    else:
-        scores_for_owner = scores
-    owner_all = (assign_argmax(scores_for_owner) if assignment == "argmax"
-                 else assign_capacity(scores_for_owner, cap))
-    owner = owner_all[par.shard(len(owner_all))]
     with amp():
         y, kl = par.assigned(x_trans, owner) if bank.vae else (par.assigned(x_trans, owner), None)
         per_sample = F.softplus(-disc(noisy(y)).float())         # -log D(E_owner(x))

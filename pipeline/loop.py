@@ -34,7 +34,8 @@ class State:
     preference: torch.Tensor | None = None   # running share of samples each expert scores highest on
     ema: AveragedModel | None = None         # EMA of the expert weights (cfg.ema > 0), for evaluation
     last_owner: torch.Tensor | None = None   # per training sample: its last winner (-1: none yet), hysteresis
-    settled: bool = False                    # specialised, as every rank knows: lrs x cfg.lr_specialized_*
+    settled: bool = False                    # specialised, as every rank knows: lrs x cfg.lr_specialized_*,
+                                             # and D learns the winners as fakes (cfg.winner_fake_weight)
 
     def state_dict(self) -> dict:
         return {"bank": self.bank.state_dict(), "disc": self.disc.state_dict(),
@@ -191,7 +192,8 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
                          cfg.assignment, cap, cfg.identity_weight, amp, state.par, cfg.r1_gamma,
                          previous, cfg.hysteresis, cfg.vae_weight,
                          cfg.instance_noise * linear_decay(it, cfg.iterations), state.generator,
-                         cfg.raw_fake_weight, cfg.identity_blind_offsets)
+                         cfg.raw_fake_weight, cfg.identity_blind_offsets,
+                         cfg.winner_fake_weight if state.settled else 0.0)
         if cfg.hysteresis > 0:
             state.last_owner[itr_all] = s.owner
         if state.ema is not None:
@@ -221,7 +223,8 @@ def train(state: State, x_canon: torch.Tensor, x_trans: torch.Tensor, x_check: t
                 log(f"train: iteration {it}/{cfg.iterations} {state.seconds:.0f} s "
                     f"d_loss {s.d_loss:.3f} distinct {metrics.distinct_winners(m)}/{n_mech} "
                     f"purity mean {np.nanmean(pur):.2f} min {np.nanmin(pur):.2f}" + (" specialised" if ok else ""))
-        if checking and not state.settled and min(cfg.lr_specialized_experts, cfg.lr_specialized_discriminator) < 1:
+        if checking and not state.settled and (min(cfg.lr_specialized_experts, cfg.lr_specialized_discriminator) < 1
+                                               or cfg.winner_fake_weight > 0):
             state.settled = state.par.mean(float(state.specialized_at is not None), dev) > 0   # rank 0 checks
         if lead and on_checkpoint and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
             on_checkpoint(state)   # for an interrupted run only: a finished run is never resumed

@@ -189,7 +189,8 @@ def test_perturbed_copies_are_close_but_distinct():
 
 
 @pytest.mark.parametrize("extras", [{}, {"ema": 0.5, "hysteresis": 0.2, "r1_gamma": 1.0, "spectral_norm": True,
-                                               "instance_noise": 0.1, "lr_specialized_experts": 0.5}])
+                                               "instance_noise": 0.1, "lr_specialized_experts": 0.5,
+                                               "winner_fake_weight": 1.0}])
 def test_training_is_deterministic_and_resumes_exactly(cfg, extras):
     tc = type(cfg.mnist.train)(**{**cfg.mnist.train.__dict__, "iterations": 6, "check_every": 3,
                                   "checkpoint_every": 3, "batch_size": 8, **extras})
@@ -272,7 +273,7 @@ def test_learning_rates_drop_from_the_first_specialised_check_on(cfg, factors):
 
     tc = dc.replace(cfg.mnist.train, iterations=4, check_every=2, checkpoint_every=1, batch_size=8,
                     lr_final_fraction=1.0, lr_specialized_experts=factors[0],
-                    lr_specialized_discriminator=factors[1])
+                    lr_specialized_discriminator=factors[1], winner_fake_weight=0.0)
     g = torch.Generator().manual_seed(0)
     xc, xt = torch.rand(16, 1, 12, 12, generator=g), torch.rand(16, 1, 12, 12, generator=g)
     bank, disc = make(3)
@@ -284,6 +285,51 @@ def test_learning_rates_drop_from_the_first_specialised_check_on(cfg, factors):
     assert lrs[0] == lrs[1] == (tc.lr_experts, tc.lr_discriminator)   # the check after iteration 2 settles it
     assert lrs[2] == pytest.approx((tc.lr_experts * factors[0], tc.lr_discriminator * factors[1]))
     assert state.settled == (min(factors) < 1)
+
+
+def test_winners_as_fakes_switch_on_at_the_first_specialised_check_only(cfg, monkeypatch):
+    import dataclasses as dc
+
+    tc = dc.replace(cfg.mnist.train, iterations=4, check_every=2, checkpoint_every=100, batch_size=8,
+                    lr_final_fraction=1.0, lr_specialized_experts=1.0, lr_specialized_discriminator=1.0,
+                    winner_fake_weight=2.0)
+    g = torch.Generator().manual_seed(0)
+    xc, xt = torch.rand(16, 1, 12, 12, generator=g), torch.rand(16, 1, 12, 12, generator=g)
+    weights, step = [], icm.icm_step
+
+    def recording(*args):
+        weights.append(args[-1])
+        return step(*args)
+    monkeypatch.setattr(icm, "icm_step", recording)
+    for specialised, expected in ((False, [0.0] * 4), (True, [0.0, 0.0, 2.0, 2.0])):
+        weights.clear()
+        bank, disc = make(3)
+        state = loop.new_state(bank, disc, tc, 0, Launch.single())
+        if specialised:
+            state.specialized_at = (0, 0.0)   # as if an earlier check had found the owners distinct and pure
+        loop.train(state, xc, xt, xt, np.arange(16) % 2, 2, tc)
+        assert weights == expected and state.settled == specialised
+        assert state.opt_d.param_groups[0]["lr"] == tc.lr_discriminator   # lr factors 1: the lrs stay
+
+
+def test_winner_fake_weight_adds_the_winners_bce_to_d_loss_and_leaves_the_winners_alone():
+    import torch.nn.functional as F
+
+    xc, xt = torch.rand(8, 1, 12, 12), torch.rand(8, 1, 12, 12)
+    runs = []
+    for w in (0.0, 0.5):
+        bank, disc = make(3)
+        opt_e, opt_d = torch.optim.SGD(bank.parameters(), lr=0.0), torch.optim.SGD(disc.parameters(), lr=0.0)
+        runs.append(icm.icm_step(bank, disc, opt_e, opt_d, xc, xt, "capacity", 3, 0.0, None,   # 3 owners
+                                 Parallel.single(bank, disc), winner_fake_weight=w))
+        with torch.no_grad():
+            outs = bank.forward_all(xt)
+            won = outs[torch.arange(8), runs[-1].owner]
+            runs[-1] = (runs[-1], F.binary_cross_entropy_with_logits(disc(won), torch.zeros(8)).item())
+    (off, bce), (on, _) = runs
+    assert len(set(off.owner.tolist())) > 1
+    assert on.d_loss == pytest.approx(off.d_loss + 0.5 * bce, rel=1e-5)
+    assert on.owner.tolist() == off.owner.tolist()
 
 
 def test_stability_reads_the_late_and_post_specialisation_purity():
