@@ -316,17 +316,16 @@ def test_winner_fake_weight_adds_the_winners_bce_to_d_loss_and_leaves_the_winner
     import torch.nn.functional as F
 
     xc, xt = torch.rand(8, 1, 12, 12), torch.rand(8, 1, 12, 12)
-    runs = []
-    for w in (0.0, 0.5):
+
+    def step(w):   # the step's stats, and the BCE of its winners' outputs as fakes under D
         bank, disc = make(3)
         opt_e, opt_d = torch.optim.SGD(bank.parameters(), lr=0.0), torch.optim.SGD(disc.parameters(), lr=0.0)
-        runs.append(icm.icm_step(bank, disc, opt_e, opt_d, xc, xt, "capacity", 3, 0.0, None,   # 3 owners
-                                 Parallel.single(bank, disc), winner_fake_weight=w))
+        s = icm.icm_step(bank, disc, opt_e, opt_d, xc, xt, "capacity", 3, 0.0, None,   # cap 3: 3 owners
+                         Parallel.single(bank, disc), winner_fake_weight=w)
         with torch.no_grad():
-            outs = bank.forward_all(xt)
-            won = outs[torch.arange(8), runs[-1].owner]
-            runs[-1] = (runs[-1], F.binary_cross_entropy_with_logits(disc(won), torch.zeros(8)).item())
-    (off, bce), (on, _) = runs
+            won = bank.forward_all(xt)[torch.arange(8), s.owner]
+            return s, F.binary_cross_entropy_with_logits(disc(won), torch.zeros(8)).item()
+    (off, bce), (on, _) = step(0.0), step(0.5)
     assert len(set(off.owner.tolist())) > 1
     assert on.d_loss == pytest.approx(off.d_loss + 0.5 * bce, rel=1e-5)
     assert on.owner.tolist() == off.owner.tolist()
